@@ -1,0 +1,5 @@
+"""MONAI-style transforms shared by the NeoNet bundles (array and dictionary pairs)."""
+
+from neonet_ext.transforms.tlcr import TLCR, TLCR_ROI_SIZE, TLCRd, tlcr_window, tumour_bounding_box
+
+__all__ = ["TLCR", "TLCR_ROI_SIZE", "TLCRd", "tlcr_window", "tumour_bounding_box"]
