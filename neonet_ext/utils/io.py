@@ -1,0 +1,56 @@
+"""Atomic file writing: a reader sees the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from monai.data import NibabelWriter
+from monai.data.image_writer import logger as writer_logger
+
+__all__ = ["atomic_path", "atomic_write", "AtomicNibabelWriter"]
+
+
+def _suffixes(path: Path) -> str:
+    # keep ".nii.gz" whole so writers that pick a format by suffix still do
+    return "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
+
+    The temporary file keeps the target's suffix (``.nii.gz``, ``.png``...), so code
+    that chooses a format from the file name writes the same bytes.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{_suffixes(target)}", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp_path)`` and move the result onto ``path`` atomically; return ``path``."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+class AtomicNibabelWriter(NibabelWriter):
+    """MONAI's ``NibabelWriter`` writing through a temporary file, for ``SaveImage(writer=...)``."""
+
+    def write(self, filename: str | os.PathLike, verbose: bool = False, **obj_kwargs) -> None:
+        with atomic_path(filename) as tmp:
+            super().write(tmp, verbose=False, **obj_kwargs)
+        if verbose:
+            writer_logger.info(f"writing: {filename}")
