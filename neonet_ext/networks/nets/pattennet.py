@@ -1,0 +1,269 @@
+"""PattenNet: PNI classifier on the frozen latent space of a NeoGen AutoencoderKL, with Dual Attention Blocks."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from monai.networks.blocks import Convolution
+from monai.networks.nets import AutoencoderKL
+from monai.utils import ensure_tuple_rep
+
+from neonet_ext.networks.blocks.dual_attention import DualAttentionBlock
+
+__all__ = ["PattenNet", "FrozenLatentEncoder", "load_autoencoder_checkpoint", "upsample_attention_map"]
+
+# Keys under which NeoGen / ignite checkpoints may wrap the autoencoder state dict.
+CHECKPOINT_STATE_DICT_KEYS = ("autoencoder", "model", "state_dict", "network")
+
+_INTERPOLATION_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def _extract_state_dict(checkpoint: object, path: str) -> Mapping[str, torch.Tensor]:
+    if isinstance(checkpoint, Mapping):
+        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+            return checkpoint
+        for key in CHECKPOINT_STATE_DICT_KEYS:
+            if isinstance(checkpoint.get(key), Mapping):
+                return checkpoint[key]
+        found = f"keys {sorted(map(str, checkpoint))}"
+    else:
+        found = f"a {type(checkpoint).__name__}"
+    raise ValueError(
+        f"autoencoder checkpoint '{path}' holds neither a state dict nor one under any of "
+        f"{CHECKPOINT_STATE_DICT_KEYS}; found {found}."
+    )
+
+
+def load_autoencoder_checkpoint(autoencoder: AutoencoderKL, path: str | os.PathLike) -> AutoencoderKL:
+    """
+    Load NeoGen weights into ``autoencoder`` (strictly, every key and shape must match).
+
+    The file may hold a plain state dict or wrap it under one of ``CHECKPOINT_STATE_DICT_KEYS``
+    (ignite's ``CheckpointSaver`` writes ``{"autoencoder": state_dict, ...}``).
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        ValueError: when the file holds no recognisable state dict.
+        RuntimeError: when the state dict does not fit the autoencoder (missing/unexpected keys, shapes).
+    """
+    path = os.fspath(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"autoencoder checkpoint not found: '{path}'.")
+    state_dict = _extract_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
+    try:
+        autoencoder.load_state_dict(state_dict, strict=True)
+    except RuntimeError as e:
+        raise RuntimeError(f"autoencoder checkpoint '{path}' does not match the AutoencoderKL: {e}") from e
+    return autoencoder
+
+
+def upsample_attention_map(attention: torch.Tensor, spatial_size: Sequence[int]) -> torch.Tensor:
+    """
+    Resize an attention map from the latent grid to the patch grid, e.g. for overlays.
+
+    Args:
+        attention: map of shape (B, 1, x, y, z) (any number of spatial dims up to 3).
+        spatial_size: target spatial size, e.g. ``(X, Y, Z)`` of the input patch.
+
+    Returns:
+        the linearly interpolated map (trilinear in 3D) of shape (B, 1, *spatial_size).
+    """
+    mode = _INTERPOLATION_MODES[attention.ndim - 2]
+    return F.interpolate(attention, size=tuple(spatial_size), mode=mode, align_corners=False)
+
+
+class FrozenLatentEncoder(nn.Module):
+    """
+    Deterministic encoding path of an :class:`AutoencoderKL`, frozen: ``z_mu = quant_conv_mu(encoder(x))``.
+
+    Only the ``encoder`` and ``quant_conv_mu`` submodules are kept (no sampling, no decoder). Parameters never
+    require grad, the module stays in eval mode whatever ``train()`` is asked, and it runs under ``no_grad``.
+
+    Args:
+        autoencoder: the (trained) autoencoder whose encoding path is taken.
+    """
+
+    def __init__(self, autoencoder: AutoencoderKL) -> None:
+        super().__init__()
+        self.encoder = autoencoder.encoder
+        self.quant_conv_mu = autoencoder.quant_conv_mu
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> FrozenLatentEncoder:
+        # The parent's train() recurses into children: swallow the mode so dropout/normalisation stay in inference.
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: images of shape (N, 1, X, Y, Z).
+
+        Returns:
+            latent means of shape (N, L, x, y, z).
+        """
+        with torch.no_grad():
+            return self.quant_conv_mu(self.encoder(x))
+
+
+class PattenNet(nn.Module):
+    """
+    PNI classifier on the frozen NeoGen latent space, with Dual Attention Blocks.
+
+    Each channel of a TLCR patch (channel 0: image inside liver + tumour, channel 1: image inside tumour) is
+    encoded by the same frozen AutoencoderKL encoder into its mean latent; the latents are stacked on the
+    channel axis, refined by ``num_blocks`` stages of (3x3x3 conv + norm + act, Dual Attention Block), globally
+    average-pooled and classified by a dropout + linear head.
+
+    Args:
+        autoencoder: the NeoGen autoencoder (``in_channels=1``); only its encoding path is kept, frozen.
+        autoencoder_checkpoint: optional NeoGen checkpoint loaded into ``autoencoder`` first
+            (see :func:`load_autoencoder_checkpoint`).
+        in_channels: number of image channels of the patch, each encoded separately (2 for TLCR).
+        out_channels: number of logits (2: class 1 = PNI).
+        num_blocks: number of conv + Dual Attention stages N (0: pooling + head directly on the latents).
+        features: output channels of each stage's convolution (int or one per stage).
+        reduction: reduction ratio of the channel-attention MLP.
+        kernel_size: kernel size of the spatial-attention convolution.
+        use_channel_attention: enable channel attention in every block (ablation switch).
+        use_spatial_attention: enable spatial attention in every block (ablation switch).
+        act: activation of the stage convolutions.
+        norm: normalisation of the stage convolutions.
+        dropout: dropout probability before the linear head.
+        spatial_dims: number of spatial dimensions; must match the autoencoder.
+
+    Example::
+
+        ae = AutoencoderKL(spatial_dims=3, channels=(32, 64, 64), latent_channels=4, num_res_blocks=1,
+                           attention_levels=(False, False, False))
+        net = PattenNet(ae, autoencoder_checkpoint="neogen/models/model.pt")
+        optimizer = torch.optim.Adam(net.trainable_parameters(), 1e-4)
+        logits = net(patch)  # patch: (B, 2, X, Y, Z) -> logits (B, 2)
+        logits, maps = net.forward_with_attention(patch)  # maps: N x (B, 1, x, y, z)
+    """
+
+    def __init__(
+        self,
+        autoencoder: AutoencoderKL,
+        autoencoder_checkpoint: str | os.PathLike | None = None,
+        in_channels: int = 2,
+        out_channels: int = 2,
+        num_blocks: int = 2,
+        features: int | Sequence[int] = 32,
+        reduction: int = 16,
+        kernel_size: int = 7,
+        use_channel_attention: bool = True,
+        use_spatial_attention: bool = True,
+        act: str | tuple = "relu",
+        norm: str | tuple = "batch",
+        dropout: float = 0.2,
+        spatial_dims: int = 3,
+    ) -> None:
+        super().__init__()
+        if not isinstance(autoencoder, AutoencoderKL):
+            raise TypeError(f"autoencoder must be a monai AutoencoderKL instance, got {type(autoencoder).__name__}.")
+        if autoencoder.encoder.in_channels != 1:
+            raise ValueError(f"the autoencoder must encode 1-channel images, got {autoencoder.encoder.in_channels}.")
+        if autoencoder.encoder.spatial_dims != spatial_dims:
+            raise ValueError(f"{spatial_dims=} does not match the autoencoder's {autoencoder.encoder.spatial_dims}.")
+        if num_blocks < 0:
+            raise ValueError(f"num_blocks must be >= 0, got {num_blocks}.")
+        if autoencoder_checkpoint is not None:
+            load_autoencoder_checkpoint(autoencoder, autoencoder_checkpoint)
+
+        self.in_channels = in_channels
+        self.latent_encoder = FrozenLatentEncoder(autoencoder)
+
+        stage_features = ensure_tuple_rep(features, num_blocks) if num_blocks else ()
+        channels = in_channels * autoencoder.latent_channels
+        stages: list[nn.Module] = []
+        for out_features in stage_features:
+            conv = Convolution(
+                spatial_dims=spatial_dims,
+                in_channels=channels,
+                out_channels=out_features,
+                kernel_size=3,
+                act=act,
+                norm=norm,
+            )
+            attention = DualAttentionBlock(
+                out_features,
+                reduction=reduction,
+                kernel_size=kernel_size,
+                use_channel_attention=use_channel_attention,
+                use_spatial_attention=use_spatial_attention,
+                spatial_dims=spatial_dims,
+            )
+            stages.append(nn.Sequential(OrderedDict(conv=conv, attention=attention)))
+            channels = out_features
+        self.stages = nn.ModuleList(stages)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, out_channels))
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters to optimise: everything but the frozen latent encoder."""
+        frozen = {id(p) for p in self.latent_encoder.parameters()}
+        return (p for p in self.parameters() if id(p) not in frozen)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Encode every patch channel with the shared frozen encoder.
+
+        Args:
+            x: patches of shape (B, in_channels, X, Y, Z).
+
+        Returns:
+            stacked latent means of shape (B, in_channels * L, x, y, z), channel c's latent at
+            ``[c * L, (c + 1) * L)``.
+        """
+        # Folding channels into the batch shares the encoder weights across channels in a single pass.
+        z = self.latent_encoder(x.flatten(0, 1).unsqueeze(1))
+        return z.reshape(x.shape[0], -1, *z.shape[2:])
+
+    def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """
+        Args:
+            x: patches of shape (B, in_channels, X, Y, Z).
+
+        Returns:
+            logits (B, out_channels) and the spatial attention maps of the blocks, each (B, 1, x, y, z) on the
+            latent grid (empty when ``num_blocks == 0`` or spatial attention is off); see
+            :func:`upsample_attention_map` to bring them to the patch grid.
+        """
+        h = self.encode(x)
+        maps: list[torch.Tensor] = []
+        for stage in self.stages:
+            h, gate = stage.attention.forward_with_attention(stage.conv(h))
+            if gate is not None:
+                maps.append(gate)
+        return self.head(h.flatten(2).mean(dim=-1)), maps
+
+    def attention_maps(self, x: torch.Tensor, upsample: bool = True) -> list[torch.Tensor]:
+        """
+        Args:
+            x: patches of shape (B, in_channels, X, Y, Z).
+            upsample: resize the maps to the patch size (B, 1, X, Y, Z) instead of the latent grid.
+
+        Returns:
+            one spatial attention map per block (empty when there is none).
+        """
+        maps = self.forward_with_attention(x)[1]
+        if upsample:
+            maps = [upsample_attention_map(m, x.shape[2:]) for m in maps]
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: patches of shape (B, in_channels, X, Y, Z).
+
+        Returns:
+            logits of shape (B, out_channels).
+        """
+        return self.forward_with_attention(x)[0]

@@ -1,0 +1,328 @@
+"""Tests of neonet_ext.networks: Dual Attention Block, PattenNet and the baseline classifiers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from monai.networks.nets import AutoencoderKL
+from neonet_ext.networks import (
+    CLASSIFIER_NAMES,
+    ChannelAttention,
+    DualAttentionBlock,
+    PattenNet,
+    SpatialAttention,
+    SwinClassifier,
+    get_classifier,
+    upsample_attention_map,
+)
+
+LATENT = 4
+PATCH = (16, 16, 8)
+LATENT_GRID = (8, 8, 4)  # one downsampling level in the tiny autoencoder
+
+
+def tiny_autoencoder(seed: int = 0, channels: tuple[int, ...] = (8, 16)) -> AutoencoderKL:
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=1,
+        channels=channels,
+        latent_channels=LATENT,
+        num_res_blocks=1,
+        attention_levels=(False,) * len(channels),
+        norm_num_groups=4,
+    )
+
+
+def tiny_pattennet(seed: int = 0, **kwargs) -> PattenNet:
+    kwargs.setdefault("features", 8)
+    kwargs.setdefault("reduction", 2)
+    return PattenNet(tiny_autoencoder(seed), **kwargs)
+
+
+def patches(batch: int = 2, seed: int = 1) -> torch.Tensor:
+    return torch.randn(batch, 2, *PATCH, generator=torch.Generator().manual_seed(seed))
+
+
+def features(shape=(2, 8, 5, 6, 7), seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Dual Attention Block
+
+
+def reference_channel_gate(module: ChannelAttention, x: torch.Tensor) -> torch.Tensor:
+    fc1, fc2 = module.mlp[0], module.mlp[2]
+
+    def mlp(v: torch.Tensor) -> torch.Tensor:
+        return F.linear(torch.relu(F.linear(v, fc1.weight, fc1.bias)), fc2.weight, fc2.bias)
+
+    dims = tuple(range(2, x.ndim))
+    gate = torch.sigmoid(mlp(x.mean(dim=dims)) + mlp(x.amax(dim=dims)))
+    return gate[:, :, None, None, None]
+
+
+def reference_spatial_gate(module: SpatialAttention, x: torch.Tensor) -> torch.Tensor:
+    pooled = torch.cat([x.mean(dim=1, keepdim=True), x.max(dim=1, keepdim=True).values], dim=1)
+    conv = module.conv
+    return torch.sigmoid(F.conv3d(pooled, conv.weight, conv.bias, padding=conv.weight.shape[-1] // 2))
+
+
+def test_channel_gate_matches_formula_and_is_constant_over_space():
+    x = features()
+    module = ChannelAttention(8, reduction=2)
+    gate = module(x)
+    assert gate.shape == (2, 8, 1, 1, 1)
+    torch.testing.assert_close(gate, reference_channel_gate(module, x))
+
+
+def test_spatial_gate_matches_formula_and_is_constant_over_channels():
+    x = features()
+    module = SpatialAttention(kernel_size=7)
+    gate = module(x)
+    assert gate.shape == (2, 1, 5, 6, 7)
+    assert module.conv.weight.shape == (1, 2, 7, 7, 7)
+    torch.testing.assert_close(gate, reference_spatial_gate(module, x))
+
+
+def test_dual_attention_block_matches_cbam_formula():
+    x = features()
+    block = DualAttentionBlock(8, reduction=2, kernel_size=3)
+    out, gate = block.forward_with_attention(x)
+
+    refined = reference_channel_gate(block.channel_attention, x) * x
+    ref_gate = reference_spatial_gate(block.spatial_attention, refined)
+    assert out.shape == x.shape
+    assert gate.shape == (2, 1, 5, 6, 7)
+    assert 0 < gate.min() and gate.max() < 1
+    torch.testing.assert_close(gate, ref_gate)
+    torch.testing.assert_close(out, ref_gate * refined)
+    torch.testing.assert_close(block(x), out)
+
+
+def test_gates_broadcast_as_the_formula_says():
+    x = features()
+    channel_ratio = DualAttentionBlock(8, reduction=2, use_spatial_attention=False)(x) / x
+    torch.testing.assert_close(channel_ratio, channel_ratio[..., :1, :1, :1].expand_as(x))
+    assert not torch.allclose(channel_ratio[:, :1], channel_ratio[:, 1:2])
+
+    spatial_ratio = DualAttentionBlock(8, use_channel_attention=False)(x) / x
+    torch.testing.assert_close(spatial_ratio, spatial_ratio[:, :1].expand_as(x))
+    assert not torch.allclose(spatial_ratio[..., :1, :1, :1], spatial_ratio[..., 1:2, :1, :1])
+
+
+def test_dual_attention_block_switches_off_is_identity():
+    x = features()
+    block = DualAttentionBlock(8, use_channel_attention=False, use_spatial_attention=False)
+    out, gate = block.forward_with_attention(x)
+    assert torch.equal(out, x)
+    assert gate is None
+    assert not list(block.parameters())
+
+
+def test_channel_mlp_is_shared():
+    channels, reduction = 32, 4
+    module = ChannelAttention(channels, reduction=reduction)
+    hidden = channels // reduction
+    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(channels, hidden), (hidden, channels)]
+    assert sum(p.numel() for p in module.parameters()) == 2 * channels * hidden + hidden + channels
+    assert ChannelAttention(4, reduction=16).mlp[0].out_features == 1
+
+
+def test_spatial_attention_rejects_even_kernel():
+    with pytest.raises(ValueError, match="odd"):
+        SpatialAttention(kernel_size=4)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# PattenNet
+
+
+@pytest.mark.parametrize("num_blocks", [0, 1, 2, 3])
+def test_pattennet_shapes(num_blocks):
+    net = tiny_pattennet(num_blocks=num_blocks).eval()
+    x = patches()
+    logits, maps = net.forward_with_attention(x)
+    assert logits.shape == (2, 2)
+    assert len(net.stages) == num_blocks
+    assert [m.shape for m in maps] == [(2, 1, *LATENT_GRID)] * num_blocks
+    assert [m.shape for m in net.attention_maps(x)] == [(2, 1, *PATCH)] * num_blocks
+    torch.testing.assert_close(net(x), logits)
+
+
+def test_pattennet_without_spatial_attention_has_no_maps():
+    net = tiny_pattennet(use_spatial_attention=False).eval()
+    logits, maps = net.forward_with_attention(patches())
+    assert logits.shape == (2, 2)
+    assert maps == []
+
+
+def test_pattennet_per_stage_features():
+    net = tiny_pattennet(num_blocks=2, features=(8, 12), out_channels=3)
+    assert net.head[-1].in_features == 12
+    assert net.eval()(patches()).shape == (2, 3)
+
+
+def test_upsample_attention_map():
+    attention = torch.rand(2, 1, *LATENT_GRID)
+    up = upsample_attention_map(attention, PATCH)
+    assert up.shape == (2, 1, *PATCH)
+    assert attention.min() <= up.min() and up.max() <= attention.max()
+    constant = upsample_attention_map(torch.full((1, 1, 2, 2, 2), 0.3), PATCH)
+    torch.testing.assert_close(constant, torch.full((1, 1, *PATCH), 0.3))
+
+
+def test_pattennet_encodes_both_channels_with_the_shared_mean_latent():
+    net = tiny_pattennet()
+    x = patches()
+    z = net.encode(x)
+    assert z.shape == (2, 2 * LATENT, *LATENT_GRID)
+
+    swapped = net.encode(x.flip(1))
+    torch.testing.assert_close(swapped[:, :LATENT], z[:, LATENT:])
+    torch.testing.assert_close(swapped[:, LATENT:], z[:, :LATENT])
+
+    # Deterministic: the latent is z_mu of the source autoencoder, no sampling.
+    source = tiny_autoencoder().eval()
+    with torch.no_grad():
+        for c in range(2):
+            z_mu, _ = source.encode(x[:, c : c + 1])
+            torch.testing.assert_close(z[:, c * LATENT : (c + 1) * LATENT], z_mu)
+
+
+def test_pattennet_encoder_stays_frozen_through_a_training_step():
+    net = tiny_pattennet(num_blocks=2)
+    encoder_before = copy.deepcopy(net.latent_encoder.state_dict())
+    trainable_before = {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
+
+    net.train()
+    assert all(not m.training for m in net.latent_encoder.modules())
+    assert all(m.training for m in net.stages.modules()) and net.head.training
+
+    trainable = list(net.trainable_parameters())
+    optimizer = torch.optim.Adam(trainable, lr=1e-2)
+    loss = F.cross_entropy(net(patches()), torch.tensor([0, 1]))
+    loss.backward()
+    optimizer.step()
+
+    for name, value in net.latent_encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[name]), name
+    for p in net.latent_encoder.parameters():
+        assert not p.requires_grad and p.grad is None
+    assert all(not m.training for m in net.latent_encoder.modules())
+
+    frozen = {id(p) for p in net.latent_encoder.parameters()}
+    assert {id(p) for p in trainable} == {id(p) for p in net.parameters()} - frozen
+    assert set(trainable_before) == {n for n, p in net.named_parameters() if id(p) not in frozen}
+    for name, p in net.named_parameters():
+        if name in trainable_before:
+            assert not torch.equal(p, trainable_before[name]), f"{name} was not updated"
+
+
+@pytest.mark.parametrize("wrapper", [None, "autoencoder", "model", "state_dict", "network"])
+def test_pattennet_loads_autoencoder_checkpoint(tmp_path, wrapper):
+    source = tiny_autoencoder(seed=1)
+    state_dict = source.state_dict()
+    checkpoint = state_dict if wrapper is None else {wrapper: state_dict, "optimizer": {"state": {}}}
+    path = tmp_path / "neogen.pt"
+    torch.save(checkpoint, path)
+
+    fresh = tiny_pattennet(seed=2).latent_encoder.state_dict()
+    loaded = PattenNet(tiny_autoencoder(seed=2), autoencoder_checkpoint=str(path)).latent_encoder.state_dict()
+    assert set(loaded) == {k for k in state_dict if k.startswith(("encoder.", "quant_conv_mu."))}
+    assert any(not torch.equal(fresh[k], state_dict[k]) for k in loaded)
+    for key, value in loaded.items():
+        assert torch.equal(value, state_dict[key]), key
+
+
+def test_pattennet_checkpoint_errors_name_the_file(tmp_path):
+    missing = tmp_path / "absent.pt"
+    with pytest.raises(FileNotFoundError, match="absent.pt"):
+        PattenNet(tiny_autoencoder(), autoencoder_checkpoint=missing)
+
+    other_shapes = tmp_path / "other_shapes.pt"
+    torch.save({"autoencoder": tiny_autoencoder(channels=(8, 8)).state_dict()}, other_shapes)
+    with pytest.raises(RuntimeError, match="(?s)other_shapes.pt.*size mismatch"):
+        PattenNet(tiny_autoencoder(), autoencoder_checkpoint=other_shapes)
+
+    partial = tmp_path / "partial.pt"
+    state_dict = tiny_autoencoder().state_dict()
+    del state_dict["quant_conv_mu.conv.weight"]
+    torch.save(state_dict, partial)
+    with pytest.raises(RuntimeError, match="(?s)partial.pt.*quant_conv_mu.conv.weight"):
+        PattenNet(tiny_autoencoder(), autoencoder_checkpoint=partial)
+
+    unrelated = tmp_path / "unrelated.pt"
+    torch.save({"epoch": 3, "metrics": {"auc": 0.8}}, unrelated)
+    with pytest.raises(ValueError, match="unrelated.pt"):
+        PattenNet(tiny_autoencoder(), autoencoder_checkpoint=unrelated)
+
+
+def test_pattennet_rejects_unsuitable_autoencoders():
+    with pytest.raises(TypeError, match="AutoencoderKL"):
+        PattenNet({"spatial_dims": 3})
+    two_channel = AutoencoderKL(
+        spatial_dims=3, in_channels=2, channels=(4,), attention_levels=(False,), num_res_blocks=1, norm_num_groups=4
+    )
+    with pytest.raises(ValueError, match="1-channel"):
+        PattenNet(two_channel)
+    with pytest.raises(ValueError, match="spatial_dims"):
+        PattenNet(tiny_autoencoder(), spatial_dims=2)
+
+
+# torch's group_norm checks the batch size with a Python bool inside the frozen encoder; it does not affect the trace.
+@pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean:torch.jit.TracerWarning")
+def test_pattennet_jit_trace_matches_eager():
+    net = tiny_pattennet(num_blocks=2).eval()
+    x = patches()
+    traced = torch.jit.trace(net, x)
+    torch.testing.assert_close(traced(x), net(x))
+    other = patches(batch=3, seed=5)
+    torch.testing.assert_close(traced(other), net(other))
+
+
+def test_pattennet_torch_export_matches_eager():
+    net = tiny_pattennet(num_blocks=1).eval()
+    x = patches()
+    exported = torch.export.export(net, (x,))
+    torch.testing.assert_close(exported.module()(x), net(x))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Baselines
+
+
+@pytest.mark.parametrize("name", CLASSIFIER_NAMES)
+def test_baseline_builds_and_runs(name):
+    model = get_classifier(name, in_channels=2, out_channels=2, spatial_dims=3).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(1, 2, 32, 32, 32))
+    assert logits.shape == (1, 2)
+    assert torch.isfinite(logits).all()
+
+
+def test_classifier_names_cover_the_seed_study():
+    expected = {f"resnet{d}" for d in (50, 101, 152, 200)}
+    expected |= {f"densenet{d}" for d in (121, 169, 201, 264)}
+    expected |= {f"efficientnet-b{i}" for i in range(4)}
+    assert set(CLASSIFIER_NAMES) == expected | {"swin-transformer"}
+
+
+def test_get_classifier_errors():
+    with pytest.raises(ValueError, match="resnet50.*swin-transformer"):
+        get_classifier("vgg16")
+    with pytest.raises(ValueError, match="pretrained"):
+        get_classifier("efficientnet-b0", pretrained=True)
+    assert isinstance(get_classifier("Swin-Transformer", feature_size=12, out_channels=3), SwinClassifier)
+
+
+def test_swin_classifier_requires_four_stages():
+    with pytest.raises(ValueError, match="4 entries"):
+        SwinClassifier(2, 2, depths=(2, 2), num_heads=(3, 6))
