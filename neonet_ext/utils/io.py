@@ -14,6 +14,12 @@ from monai.data.image_writer import logger as writer_logger
 __all__ = ["atomic_path", "atomic_write", "AtomicNibabelWriter"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _suffixes(path: Path) -> str:
     # keep ".nii.gz" whole so writers that pick a format by suffix still do
     return "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
@@ -32,6 +38,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes owner-only files; the result should have the usual permissions
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
