@@ -1,0 +1,75 @@
+"""Forward time and size of PattenNet against the 3D baselines, side by side.
+
+    .venv/bin/python benchmarks/bench_classifiers.py [--rounds 7] [--device cpu|cuda] [--batch 1]
+
+Input: random TLCR-shaped patches (B, 2, 64, 64, 32). PattenNet uses a NeoGen-sized
+AutoencoderKL (channels 32/64/64, latent 4, ~1.35M parameters). Models are timed in
+turn every round (eval mode, no_grad), so drifts of a shared machine hit all alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from monai.networks.nets import AutoencoderKL
+
+from neonet_ext.networks import PattenNet, get_classifier
+from neonet_ext.transforms import TLCR_ROI_SIZE
+
+BASELINES = ("efficientnet-b0", "densenet121", "resnet50", "swin-transformer")
+
+
+def neogen_autoencoder() -> AutoencoderKL:
+    return AutoencoderKL(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=1,
+        channels=(32, 64, 64),
+        latent_channels=4,
+        num_res_blocks=1,
+        attention_levels=(False, False, False),
+        with_encoder_nonlocal_attn=False,
+        with_decoder_nonlocal_attn=False,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+
+    models = {"PattenNet (N=2)": PattenNet(neogen_autoencoder())}
+    models.update({name: get_classifier(name) for name in BASELINES})
+    x = torch.randn(args.batch, 2, *TLCR_ROI_SIZE, device=device)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with torch.no_grad():
+        for model in models.values():
+            model.to(device).eval()(x)
+        for _ in range(args.rounds):
+            for name, model in models.items():
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                model(x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - t0)
+
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"classifier forward: input {tuple(x.shape)}, {args.rounds} rounds, {where}")
+    print(f"{'model':20s} {'params':>10s} {'trainable':>10s} {'median ms':>10s}")
+    for name, model in models.items():
+        params = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        print(f"{name:20s} {params / 1e6:9.2f}M {trainable / 1e6:9.2f}M {np.median(times[name]) * 1e3:10.1f}")
+
+
+if __name__ == "__main__":
+    main()
