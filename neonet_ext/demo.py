@@ -21,7 +21,7 @@ from monai.transforms import Compose, LoadImaged, Orientationd, SaveImaged
 
 from neonet_ext.data.synthetic import SyntheticCohortConfig, write_cohort
 from neonet_ext.transforms import TLCR_ROI_SIZE, TLCRd
-from neonet_ext.utils import AtomicNibabelWriter
+from neonet_ext.utils.writers import AtomicNibabelWriter
 from neonet_ext.visualize import MontageRow, save_montage
 
 
@@ -32,7 +32,7 @@ def tlcr_pipeline(output_dir: Path, roi_size) -> Compose:
         [
             LoadImaged("image", image_only=True, ensure_channel_first=True),
             LoadImaged("label", image_only=True, ensure_channel_first=True, dtype=np.uint8),
-            Orientationd(["image", "label"], axcodes="RAS"),
+            Orientationd(["image", "label"], axcodes="RAS", labels=None),
             TLCRd(roi_size=roi_size),
             SaveImaged("patch", output_postfix="tlcr", **save),
             SaveImaged("patch_mask", output_postfix="tlcr_mask", output_dtype=np.uint8, **save),
@@ -68,6 +68,14 @@ def cut_patches(datalist: list[dict], output_dir: Path, roi_size, keep: int = 0)
     return kept, failures
 
 
+def _both_classes_first(items: list[dict]) -> list[dict]:
+    """Alternate PNI+ and PNI- cases so a short montage shows both."""
+    positive = [it for it in items if it["pni"]]
+    negative = [it for it in items if not it["pni"]]
+    mixed = [it for pair in zip(positive, negative) for it in pair]
+    return mixed + positive[len(mixed) // 2 :] + negative[len(mixed) // 2 :]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("output/demo"), help="output folder")
@@ -79,10 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     cohort_dir = args.out / "cohort"
-    write_cohort(cohort_dir, args.cases, args.seed, SyntheticCohortConfig())
+    # one permuted block for the whole demo cohort: its PNI+ share is the study's exactly
+    write_cohort(cohort_dir, args.cases, args.seed, SyntheticCohortConfig(block_size=args.cases))
     datalist = load_decathlon_datalist(cohort_dir / "dataset.json", data_list_key="training")
 
-    kept, failures = cut_patches(datalist, args.out / "tlcr", args.roi_size, keep=args.montage_cases)
+    kept, failures = cut_patches(datalist, args.out / "tlcr", args.roi_size, keep=len(datalist))
+    kept = _both_classes_first(kept)[: args.montage_cases]
     rows = [
         MontageRow(
             image=out["image"][0].numpy(),

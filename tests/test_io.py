@@ -7,7 +7,8 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import LoadImage, SaveImage
 
-from neonet_ext.utils import AtomicNibabelWriter, atomic_write
+from neonet_ext.utils.io import atomic_write
+from neonet_ext.utils.writers import AtomicNibabelWriter
 
 
 def test_atomic_write_replaces_on_success(tmp_path):

@@ -1,5 +1,6 @@
-"""Small utilities shared by the NeoNet bundles."""
+"""Small utilities shared by the NeoNet bundles.
 
-from neonet_ext.utils.io import AtomicNibabelWriter, atomic_path, atomic_write
-
-__all__ = ["AtomicNibabelWriter", "atomic_path", "atomic_write"]
+``neonet_ext.utils.io`` (atomic writing) needs only the standard library;
+``neonet_ext.utils.writers`` holds the MONAI writers, e.g. ``AtomicNibabelWriter``
+for ``SaveImage(writer=...)``.
+"""

@@ -8,10 +8,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from monai.data import NibabelWriter
-from monai.data.image_writer import logger as writer_logger
 
-__all__ = ["atomic_path", "atomic_write", "AtomicNibabelWriter"]
+__all__ = ["atomic_path", "atomic_write"]
 
 
 def _umask() -> int:
@@ -53,12 +51,3 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         write(tmp)
     return Path(path)
 
-
-class AtomicNibabelWriter(NibabelWriter):
-    """MONAI's ``NibabelWriter`` writing through a temporary file, for ``SaveImage(writer=...)``."""
-
-    def write(self, filename: str | os.PathLike, verbose: bool = False, **obj_kwargs) -> None:
-        with atomic_path(filename) as tmp:
-            super().write(tmp, verbose=False, **obj_kwargs)
-        if verbose:
-            writer_logger.info(f"writing: {filename}")
