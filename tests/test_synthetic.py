@@ -252,7 +252,7 @@ def test_module_runs_as_a_script(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "RuntimeWarning" not in result.stderr
-    assert "oracle AUC nan" in result.stdout
+    assert "oracle AUC n/a (one class only)" in result.stdout
     assert (out / "imagesTr" / "case_000.nii.gz").is_file()
 
 
