@@ -154,7 +154,9 @@ class TLCR(Transform):
         stop = np.minimum(start + self.roi_size, img.shape[1:])
         src = tuple(slice(a, b) for a, b in zip(start, stop))
         dst = tuple(slice(0, b - a) for a, b in zip(start, stop))
-        lab_crop = lab[(0, *src)]
+        # The crop is a strided view of a large volume: read each source once into
+        # contiguous memory, then work there.
+        lab_crop = np.ascontiguousarray(lab[(0, *src)])
         if lab_crop.dtype.kind == "f" and not np.array_equal(lab_crop, np.rint(lab_crop)):
             raise ValueError(
                 "TLCR label map has non-integer values (e.g. from linear interpolation); "
@@ -165,9 +167,10 @@ class TLCR(Transform):
         np.equal(lab_crop, self.tumour_label, out=tumour)
         np.equal(lab_crop, self.liver_label, out=tissue)
         tissue |= tumour
-        img_crop = img[(0, *src)]
-        np.multiply(img_crop, tissue, out=patch[(0, *dst)], casting="unsafe")
-        np.multiply(img_crop, tumour, out=patch[(1, *dst)], casting="unsafe")
+        tissue_patch, tumour_patch = patch[(0, *dst)], patch[(1, *dst)]
+        np.copyto(tissue_patch, img[(0, *src)])
+        np.multiply(tissue_patch, tumour, out=tumour_patch, casting="unsafe")
+        np.multiply(tissue_patch, tissue, out=tissue_patch, casting="unsafe")
         return patch, masks, start
 
     def __call__(
