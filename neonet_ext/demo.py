@@ -19,6 +19,7 @@ import numpy as np
 from monai.data import load_decathlon_datalist
 from monai.transforms import Compose, LoadImaged, Orientationd, SaveImaged
 
+from neonet_ext.data.discovery import describe_case_error
 from neonet_ext.data.synthetic import SyntheticCohortConfig, write_cohort
 from neonet_ext.transforms import TLCR_ROI_SIZE, TLCRd
 from neonet_ext.utils.writers import AtomicNibabelWriter
@@ -54,12 +55,8 @@ def cut_patches(datalist: list[dict], output_dir: Path, roi_size, keep: int = 0)
         try:
             out = pipeline(item)
         except Exception as e:  # one bad case must not stop the batch
-            # MONAI wraps transform errors; the innermost one says what is wrong with the file
-            cause = e
-            while cause.__cause__ is not None:
-                cause = cause.__cause__
-            failures.append(f"{item['image']}: {cause}")
-            print(f"[{i}/{len(datalist)}] {case}: FAILED: {cause}", file=sys.stderr)
+            failures.append(describe_case_error(item, e))
+            print(f"[{i}/{len(datalist)}] {case}: FAILED: {failures[-1]}", file=sys.stderr)
             continue
         print(f"[{i}/{len(datalist)}] {case}: pni={item.get('pni', '?')} TLCR patch {tuple(out['patch'].shape)}, "
               f"{int(out['patch_mask'][1].sum())} tumour voxels in the crop")

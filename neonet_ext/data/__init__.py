@@ -1,10 +1,14 @@
-"""Data sources of NeoNet: the deterministic synthetic HBP-MRI cohort (:mod:`neonet_ext.data.synthetic`)."""
+"""Data sources of NeoNet: the deterministic synthetic HBP-MRI cohort (:mod:`neonet_ext.data.synthetic`)
+and datalists of user images (:mod:`neonet_ext.data.discovery`)."""
 
 from __future__ import annotations
 
 import importlib
 
+_DISCOVERY = ("NIFTI_SUFFIXES", "datalist_from", "describe_case_error", "find_cases")
+
 __all__ = [
+    *_DISCOVERY,
     "CaseLatents",
     "SyntheticCase",
     "SyntheticCohortConfig",
@@ -18,5 +22,6 @@ def __getattr__(name: str):
     # Lazy, so that `python -m neonet_ext.data.synthetic` does not find its own module
     # already imported by the package (runpy warns about that).
     if name in __all__:
-        return getattr(importlib.import_module("neonet_ext.data.synthetic"), name)
+        module = "discovery" if name in _DISCOVERY else "synthetic"
+        return getattr(importlib.import_module(f"neonet_ext.data.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -153,6 +153,8 @@ class SyntheticCohortConfig:
         snr: range of the liver signal-to-noise ratio (liver signal / noise sigma).
         bias_strength: standard deviation of the log coil-bias field.
         crop_size: TLCR crop (voxels) that the peritumoral signs must fall inside.
+        image_dtype: dtype of the written images, "float32" or "int16" (rounded, as
+            many scanners store them).
     """
 
     shape: tuple[int, int, int] = (160, 128, 64)
@@ -165,6 +167,7 @@ class SyntheticCohortConfig:
     snr: tuple[float, float] = (18.0, 35.0)
     bias_strength: float = 0.12
     crop_size: tuple[int, int, int] = (64, 64, 32)
+    image_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         # JSON and argparse hand in lists; the frozen dataclass stores tuples.
@@ -178,6 +181,8 @@ class SyntheticCohortConfig:
                 raise ValueError(f"{name} must be a range 0 < low <= high, got {(lo, hi)}.")
         if not 0.0 <= self.prevalence <= 1.0:
             raise ValueError(f"prevalence must lie in [0, 1], got {self.prevalence}.")
+        if self.image_dtype not in ("float32", "int16"):
+            raise ValueError(f"image_dtype must be 'float32' or 'int16', got {self.image_dtype!r}.")
         if self.effect < 0 or self.block_size < 1:
             raise ValueError("effect must be >= 0 and block_size >= 1.")
 
@@ -1283,7 +1288,8 @@ def write_cohort(
         case = generate_case(i, seed, config)
         case_id = case.record["case_id"]
         image_rel, label_rel = f"imagesTr/{case_id}.nii.gz", f"labelsTr/{case_id}.nii.gz"
-        _write_bytes(out / image_rel, _nifti_gz_bytes(case.image, case.affine))
+        image = case.image if config.image_dtype == "float32" else np.rint(case.image).astype(np.int16)
+        _write_bytes(out / image_rel, _nifti_gz_bytes(image, case.affine))
         _write_bytes(out / label_rel, _nifti_gz_bytes(case.label, case.affine))
         records.append(case.record)
         training.append({"image": image_rel, "label": label_rel, "pni": int(case.record["pni"])})
@@ -1361,10 +1367,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--inplane-spacing", type=float, nargs=2, metavar=("LO", "HI"), help="in-plane spacing, mm")
     parser.add_argument("--slice-spacing", type=float, nargs=2, metavar=("LO", "HI"), help="slice spacing range, mm")
     parser.add_argument("--snr", type=float, nargs=2, metavar=("LO", "HI"), help="liver SNR range")
+    parser.add_argument("--int16", action="store_true", help="write images as int16, as many scanners do")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     args = parser.parse_args(argv)
 
     overrides = {"effect": args.effect, "prevalence": args.prevalence, "block_size": args.block_size}
+    if args.int16:
+        overrides["image_dtype"] = "int16"
     for name, value in (
         ("shape", args.shape),
         ("inplane_spacing_mm", args.inplane_spacing),

@@ -1,5 +1,15 @@
 """MONAI-style transforms shared by the NeoNet bundles (array and dictionary pairs)."""
 
+from neonet_ext.transforms.checks import CheckImage, CheckImaged, image_problem
 from neonet_ext.transforms.tlcr import TLCR, TLCR_ROI_SIZE, TLCRd, tlcr_window, tumour_bounding_box
 
-__all__ = ["TLCR", "TLCR_ROI_SIZE", "TLCRd", "tlcr_window", "tumour_bounding_box"]
+__all__ = [
+    "CheckImage",
+    "CheckImaged",
+    "image_problem",
+    "TLCR",
+    "TLCR_ROI_SIZE",
+    "TLCRd",
+    "tlcr_window",
+    "tumour_bounding_box",
+]

@@ -1,6 +1,16 @@
 """Small utilities shared by the NeoNet bundles.
 
-``neonet_ext.utils.io`` (atomic writing) needs only the standard library;
-``neonet_ext.utils.writers`` holds the MONAI writers, e.g. ``AtomicNibabelWriter``
-for ``SaveImage(writer=...)``.
+``io`` (atomic writing) needs only the standard library; ``writers`` holds the MONAI
+writers, e.g. ``AtomicNibabelWriter`` for ``SaveImage(writer=...)``; ``bundle`` the
+helpers that bundle configs call. Each loads on first use.
 """
+
+import importlib
+
+_SUBMODULES = ("bundle", "io", "writers")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
