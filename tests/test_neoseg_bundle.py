@@ -1,0 +1,189 @@
+"""The NeoSeg bundle run for real with `python -m monai.bundle run`, at tiny size."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+
+from neonet_ext.data.synthetic import SyntheticCohortConfig, write_cohort
+from neonet_ext.labels import LABEL_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundles" / "neoseg"
+CONFIGS = BUNDLE / "configs"
+SCHEMA = Path(__file__).parent / "data" / "meta_schema_20240725.json"
+TINY_PATCH = {"unet": "[32,32,16]", "segresnet": "[32,32,16]", "dynunet": "[32,32,16]", "swinunetr": "[64,64,32]"}
+
+
+def bundle_run(configs: list[str], *overrides: str, launcher: list[str] | None = None, check: bool = True):
+    config_files = "[" + ",".join(f"'{CONFIGS / c}'" for c in configs) + "]"
+    cmd = [*(launcher or [sys.executable]), "-m", "monai.bundle", "run", "--config_file", config_files, *overrides]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("neoseg") / "cohort"
+    write_cohort(out, 4, 11, SyntheticCohortConfig(shape=(64, 56, 24), image_dtype="int16"), verbose=False)
+    return out
+
+
+def train_overrides(cohort: Path, out: Path, network: str = "segresnet") -> list[str]:
+    return [
+        "--dataset_dir", str(cohort), "--output_dir", str(out / "run"), "--ckpt_dir", str(out / "models"),
+        "--epochs", "1", "--val_interval", "1", "--val_fraction", "0.5", "--patch_size", TINY_PATCH[network],
+        "--num_workers", "0", "--cache_rate", "0",
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(cohort, tmp_path_factory) -> Path:
+    """A SegResNet checkpoint from one tiny epoch."""
+    out = tmp_path_factory.mktemp("trained")
+    bundle_run(["train.json"], *train_overrides(cohort, out))
+    return out / "models" / "model.pt"
+
+
+# ------------------------------------------------------------------ metadata and configs
+
+
+def test_metadata_is_valid_offline():
+    from monai.bundle import verify_metadata
+
+    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(SCHEMA))
+
+
+def test_metadata_matches_the_project():
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    pins = dict(
+        line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line
+    )
+    assert meta["monai_version"] == pins["monai"] and meta["pytorch_version"] == pins["torch"]
+    assert meta["numpy_version"] == pins["numpy"]
+    for package, version in meta["required_packages_version"].items():
+        expected = __import__("neonet_ext").__version__ if package == "neonet-ext" else pins[package]
+        assert version == expected, package
+    names = {str(k): v for k, v in LABEL_NAMES.items()}
+    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == names
+    assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == len(names)
+    assert meta["version"] in meta["changelog"]
+
+
+def test_default_network_is_the_segresnet_override():
+    default = json.loads((CONFIGS / "networks" / "segresnet.json").read_text())["network_def"]
+    for name in ("train.json", "inference.json"):
+        assert json.loads((CONFIGS / name).read_text())["network_def"] == default, name
+
+
+def test_shipped_weights_load_on_cpu():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    net = parser.get_parsed_content("network_def")
+    state = torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    assert (BUNDLE / "models" / "model.pt").stat().st_size < 25 * 2**20
+
+
+# ------------------------------------------------------------------ training
+
+
+@pytest.mark.parametrize("network", ["unet", "dynunet", "swinunetr"])
+def test_each_network_trains_at_tiny_size(network, cohort, tmp_path):
+    result = bundle_run(["train.json", f"networks/{network}.json"], *train_overrides(cohort, tmp_path, network))
+    assert "val_mean_dice" in result.stdout + result.stderr
+    assert (tmp_path / "models" / "model.pt").is_file()
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_training_resumes_from_the_last_checkpoint(trained, cohort, tmp_path):
+    out = trained.parent.parent
+    assert [p.name for p in (out / "run" / "checkpoints").iterdir()] == ["checkpoint_epoch=1.pt"]
+    overrides = train_overrides(cohort, out)
+    overrides[overrides.index("--epochs") + 1] = "2"
+    result = bundle_run(["train.json"], *overrides)
+    log = result.stdout + result.stderr
+    assert "Restored all variables from" in log and "checkpoint_epoch=1.pt" in log
+    assert "Epoch[1] Complete" not in log and "Epoch[2] Complete" in log
+
+
+def test_multi_gpu_config_runs_with_two_cpu_processes(cohort, tmp_path):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    bundle_run(["train.json", "multi_gpu_train.json"], *train_overrides(cohort, tmp_path), launcher=launcher)
+    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)  # saved unwrapped: inference loads it as is
+
+
+# ------------------------------------------------------------------ inference and evaluation
+
+
+def test_inference_with_no_arguments_on_the_shipped_sample(tmp_path):
+    bundle_run(["inference.json"], "--output_dir", str(tmp_path))
+    entries = json.loads((tmp_path / "patches.json").read_text())["testing"]
+    assert [e["case_id"] for e in entries] == ["case_000", "case_001"]
+    for entry in entries:
+        assert entry["tumour_found"] is True
+        seg, image = nib.load(entry["pred"]), nib.load(entry["image"])
+        assert seg.shape == image.shape and np.allclose(seg.affine, image.affine, atol=1e-4)
+        assert set(np.unique(np.asarray(seg.dataobj))) == {0, 1, 2}
+        assert nib.load(entry["patch"]).shape == (64, 64, 32, 2)
+        masks = np.asarray(nib.load(entry["patch_mask"]).dataobj)
+        assert masks[..., 1].any() and masks.dtype == np.uint8
+
+
+def test_inference_skips_bad_cases_and_fails_at_the_end(cohort, trained, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(cohort / "imagesTr" / "case_000.nii.gz", inputs / "good.nii.gz")
+    (inputs / "truncated.nii.gz").write_bytes((cohort / "imagesTr" / "case_001.nii.gz").read_bytes()[:3000])
+    nan_image = np.asarray(nib.load(cohort / "imagesTr" / "case_002.nii.gz").dataobj).astype(np.float32)
+    nan_image[10, 10, 10] = np.nan
+    nib.save(nib.Nifti1Image(nan_image, np.eye(4)), inputs / "nan.nii.gz")
+    series = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "98892001" / "CT5N"
+    shutil.copytree(series, inputs / "ct_series")
+    # an all-zero network predicts background everywhere: no tumour is found
+    zero = {k: torch.zeros_like(v) for k, v in torch.load(trained, map_location="cpu", weights_only=True).items()}
+    torch.save(zero, tmp_path / "zero.pt")
+    out = tmp_path / "out"
+    result = bundle_run(
+        ["inference.json"], "--dataset_dir", str(inputs), "--output_dir", str(out),
+        "--checkpoint", str(tmp_path / "zero.pt"), "--patch_size", "[32,32,16]", check=False,
+    )
+    assert result.returncode != 0
+    assert "2 of 4 cases failed" in result.stderr
+    assert f"{inputs / 'truncated.nii.gz'}:" in result.stderr and f"{inputs / 'nan.nii.gz'}: non-finite" in result.stderr
+    entries = {e["case_id"]: e for e in json.loads((out / "patches.json").read_text())["testing"]}
+    assert sorted(entries) == ["ct_series", "good"]
+    for entry in entries.values():
+        assert entry["tumour_found"] is False
+        assert not np.asarray(nib.load(entry["patch"]).dataobj).any()
+    seg = nib.load(entries["ct_series"]["pred"])
+    assert seg.shape == (16, 16, 5) and not np.asarray(seg.dataobj).any()
+    leftovers = [p for p in out.rglob("*") if p.name.startswith(".")]
+    assert not leftovers and not (out / "nan").exists() and not (out / "truncated").exists()
+
+
+def test_evaluate_saves_per_case_metrics(cohort, trained, tmp_path):
+    result = bundle_run(
+        ["train.json", "evaluate.json"], "--dataset_dir", str(cohort), "--output_dir", str(tmp_path),
+        "--checkpoint", str(trained), "--patch_size", "[32,32,16]", "--num_workers", "0",
+    )
+    assert "val_tumour_hd95_mm" in result.stdout + result.stderr
+    means = dict(line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines())
+    assert set(means) == {"val_mean_dice", "val_liver_dice", "val_tumour_dice", "val_liver_hd95_mm", "val_tumour_hd95_mm"}
+    per_case = (tmp_path / "val_tumour_dice_raw.csv").read_text().splitlines()
+    assert len(per_case) == 1 + 4 and all(os.fspath(cohort) in line for line in per_case[1:])
