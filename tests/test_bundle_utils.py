@@ -1,0 +1,72 @@
+"""Helpers that bundle configs call: splitting, channel selection, HD95 in mm, resume, int16 data."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case, write_cohort
+from neonet_ext.metrics import HausdorffDistanceMMMetric
+from neonet_ext.utils.bundle import latest_checkpoint, select_channel, split_cases
+
+
+def test_split_cases_is_seeded_and_keeps_a_validation_case():
+    items = [{"image": str(i)} for i in range(10)]
+    train, val = split_cases(items, 0.2, seed=0)
+    assert len(train) == 8 and len(val) == 2
+    assert sorted(d["image"] for d in train + val) == sorted(d["image"] for d in items)
+    assert split_cases(items, 0.2, seed=0) == (train, val)
+    assert split_cases(items, 0.2, seed=1) != (train, val)
+    assert [len(part) for part in split_cases(items[:2], 0.01)] == [1, 1]
+    assert [len(part) for part in split_cases(items[:3], 0.99)] == [1, 2]
+    with pytest.raises(ValueError, match="at least two cases"):
+        split_cases(items[:1])
+
+
+def test_select_channel_keeps_background_and_one_class():
+    pred = [torch.arange(3 * 8).reshape(3, 2, 2, 2).float()]
+    label = [torch.ones(3, 2, 2, 2)]
+    p, y = select_channel((pred, label), 2)
+    assert p[0].shape == (2, 2, 2, 2)
+    torch.testing.assert_close(p[0][1], pred[0][2])
+
+
+def test_hausdorff_distance_is_in_millimetres():
+    a = torch.zeros(1, 2, 8, 8, 8)
+    b = torch.zeros(1, 2, 8, 8, 8)
+    a[0, 1, 2:5, 2:5, 2:5] = 1
+    b[0, 1, 2:5, 2:5, 3:6] = 1  # shifted by one voxel along z
+    a[0, 0], b[0, 0] = 1 - a[0, 1], 1 - b[0, 1]
+    affine = torch.diag(torch.tensor([1.5, 1.5, 3.0, 1.0], dtype=torch.float64))
+    metric = HausdorffDistanceMMMetric(include_background=False, percentile=95)
+    metric(MetaTensor(a, affine=affine), b)
+    assert metric.aggregate().item() == pytest.approx(3.0)
+    voxels = HausdorffDistanceMMMetric(include_background=False, percentile=95)
+    voxels(a, b)  # no affine: voxel units
+    assert voxels.aggregate().item() == pytest.approx(1.0)
+
+
+def test_latest_checkpoint_picks_the_newest(tmp_path):
+    assert latest_checkpoint(tmp_path) is None
+    for i, name in enumerate(["checkpoint_epoch=3.pt", "checkpoint_epoch=10.pt", "model.pt"]):
+        path = tmp_path / name
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() + i, time.time() + i))
+    assert latest_checkpoint(tmp_path).endswith("checkpoint_epoch=10.pt")
+
+
+def test_int16_cohort_stores_rounded_intensities(tmp_path):
+    config = SyntheticCohortConfig(shape=(48, 40, 16), image_dtype="int16")
+    write_cohort(tmp_path, 1, 4, config, verbose=False)
+    stored = nib.load(tmp_path / "imagesTr" / "case_000.nii.gz")
+    assert stored.get_data_dtype() == np.int16
+    expected = generate_case(0, 4, config).image
+    np.testing.assert_array_equal(np.asarray(stored.dataobj), np.rint(expected))
+    with pytest.raises(ValueError, match="image_dtype"):
+        SyntheticCohortConfig(image_dtype="uint8")
