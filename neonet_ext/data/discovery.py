@@ -21,6 +21,8 @@ from typing import Any
 
 from monai.data import MetaTensor, load_decathlon_datalist
 
+from neonet_ext.transforms.utils import source_name
+
 __all__ = ["NIFTI_SUFFIXES", "find_cases", "datalist_from", "describe_case_error"]
 
 #: File name endings of NIfTI images (matched case-insensitively).
@@ -198,7 +200,5 @@ def describe_case_error(item: Mapping[str, Any], exc: BaseException, image_key: 
         seen.add(id(cause))
     message = str(cause).strip() or type(cause).__name__
     image = item.get(image_key, "image")
-    if isinstance(image, MetaTensor):
-        image = image.meta.get("filename_or_obj", image_key)
-    source = str(image)
+    source = source_name(image, image_key) if isinstance(image, MetaTensor) else str(image)
     return message if message.startswith(source) else f"{source}: {message}"

@@ -17,6 +17,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, ensure_tuple_rep
 
+from neonet_ext.transforms.utils import source_name
+
 __all__ = ["CheckImage", "CheckImaged", "image_problem"]
 
 
@@ -79,14 +81,6 @@ def image_problem(image: np.ndarray | torch.Tensor, min_size: Sequence[int] | in
     return None
 
 
-def _source_name(image: np.ndarray | torch.Tensor, default: str) -> str:
-    if isinstance(image, MetaTensor):
-        name = image.meta.get("filename_or_obj")
-        if name:
-            return str(name)
-    return default
-
-
 class CheckImage(Transform):
     """Raise ``ValueError`` unless the image is a single, finite, non-blank 3D volume.
 
@@ -111,7 +105,7 @@ class CheckImage(Transform):
         """Return ``img`` (shape (1, X, Y, Z)) unchanged; ``name`` stands for the file when ``img`` has no meta."""
         problem = image_problem(img, self.min_size)
         if problem:
-            raise ValueError(f"{_source_name(img, name)}: {problem}.")
+            raise ValueError(f"{source_name(img, name)}: {problem}.")
         return img
 
 

@@ -19,6 +19,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, ensure_tuple_rep
 
 from neonet_ext.labels import LIVER, TUMOUR
+from neonet_ext.transforms.utils import source_name
 
 __all__ = ["TLCR_ROI_SIZE", "TLCR", "TLCRd", "tumour_bounding_box", "tlcr_window"]
 
@@ -247,7 +248,7 @@ class TLCRd(MapTransform):
         if self.allow_missing_keys and not all(k in d for k in self.keys):
             return d
         image, label = d[self.image_key], d[self.label_key]
-        source = _source_name(image)
+        source = source_name(image)
         try:
             patch, masks, start = self.tlcr.crop(image, label)
         except ValueError as e:
@@ -260,10 +261,3 @@ class TLCRd(MapTransform):
             d[self.mask_key] = _like(masks, image, meta)
         return d
 
-
-def _source_name(image: np.ndarray | torch.Tensor) -> str:
-    if isinstance(image, MetaTensor):
-        name = image.meta.get("filename_or_obj")
-        if name:
-            return str(name)
-    return "image"
