@@ -9,4 +9,4 @@ out=${1:-output/neoseg_train}; shift || true
 python -m neonet_ext.data.synthetic --out "$out/cohort" --cases 96 --seed 0 --int16 --quiet
 python -m monai.bundle run --config_file bundles/neoseg/configs/train.json \
     --dataset_dir "$out/cohort" --output_dir "$out/run" --ckpt_dir "$out/models" \
-    --epochs 100 --val_interval 5 --num_workers 8 "$@"
+    --epochs 120 --val_interval 5 --num_workers 8 "$@"
