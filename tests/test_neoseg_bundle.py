@@ -121,6 +121,19 @@ def test_training_resumes_from_the_last_checkpoint(trained, cohort, tmp_path):
     assert "Epoch[1] Complete" not in log and "Epoch[2] Complete" in log
 
 
+def test_training_logs_to_a_local_mlflow_store(cohort, tmp_path):
+    import mlflow  # the 'tracking' extra, part of the test install
+
+    bundle_run(["train.json"], *train_overrides(cohort, tmp_path), "--tracking", "mlflow", "--experiment_name", "neoseg_test")
+    store = tmp_path / "run" / "mlruns.db"
+    assert store.is_file()
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("neoseg_test")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert {"train_loss", "val_mean_dice", "val_tumour_dice"} <= set(run.data.metrics)
+    assert run.data.params["max_epochs"] == "1"
+
+
 def test_multi_gpu_config_runs_with_two_cpu_processes(cohort, tmp_path):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     bundle_run(["train.json", "multi_gpu_train.json"], *train_overrides(cohort, tmp_path), launcher=launcher)
