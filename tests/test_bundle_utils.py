@@ -70,3 +70,23 @@ def test_int16_cohort_stores_rounded_intensities(tmp_path):
     np.testing.assert_array_equal(np.asarray(stored.dataobj), np.rint(expected))
     with pytest.raises(ValueError, match="image_dtype"):
         SyntheticCohortConfig(image_dtype="uint8")
+
+
+def test_time_limit_stops_at_the_end_of_an_epoch():
+    from ignite.engine import Engine, Events
+
+    from neonet_ext.engines import TimeLimitHandler
+
+    engine = Engine(lambda engine, batch: time.sleep(0.02))
+    iterations = []
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(e.state.iteration))
+    TimeLimitHandler(0.05).attach(engine)
+    engine.run(range(4), max_epochs=10)
+    assert engine.state.epoch == 1 and iterations == [1, 2, 3, 4]  # the epoch that ran past the limit is finished
+
+    unlimited = Engine(lambda engine, batch: None)
+    TimeLimitHandler(None).attach(unlimited)
+    unlimited.run(range(2), max_epochs=3)
+    assert unlimited.state.epoch == 3
+    with pytest.raises(ValueError, match="positive"):
+        TimeLimitHandler(0)

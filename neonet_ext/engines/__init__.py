@@ -1,5 +1,6 @@
-"""Engines that drive the bundles beyond what MONAI's own provide."""
+"""Engines and engine handlers that drive the bundles beyond what MONAI's own provide."""
 
 from neonet_ext.engines.case_runner import CaseRunner
+from neonet_ext.engines.time_limit import TimeLimitHandler
 
-__all__ = ["CaseRunner"]
+__all__ = ["CaseRunner", "TimeLimitHandler"]
