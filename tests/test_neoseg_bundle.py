@@ -161,6 +161,9 @@ def test_inference_with_no_arguments_on_the_shipped_sample(tmp_path):
         assert nib.load(entry["patch"]).shape == (64, 64, 32, 2)
         masks = np.asarray(nib.load(entry["patch_mask"]).dataobj)
         assert masks[..., 1].any() and masks.dtype == np.uint8
+        crop, patch = nib.load(entry["patch_image"]).get_fdata(), nib.load(entry["patch"]).get_fdata()
+        assert crop.shape == (64, 64, 32) and (crop[masks[..., 0] == 0] > 0).any()  # unmasked
+        np.testing.assert_allclose(patch[..., 0], crop * masks[..., 0], atol=1e-6)
 
 
 def test_inference_skips_bad_cases_and_fails_at_the_end(cohort, trained, tmp_path):

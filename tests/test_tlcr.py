@@ -196,3 +196,19 @@ def test_dictionary_form_in_a_compose():
     assert "patch_mask" not in out and out["tlcr"].shape == (2, 8, 8, 6)
     np.testing.assert_array_equal(out["tlcr"], TLCR(roi_size=(8, 8, 6))(image, label))
     assert out["image"] is image
+
+
+def test_unmasked_crop_shares_the_window_and_padding():
+    image, label = volume()
+    label[0, :, :, :3] = 0  # background inside the box: masked in the patch, kept in the crop
+    label[0, 16:20, 14:18, 2:6] = TUMOUR
+    out = TLCRd(crop_key="crop", roi_size=(8, 8, 8))({"image": image, "label": label})
+    crop, patch = out["crop"], out["patch"]
+    assert crop.shape == (1, 8, 8, 8) and crop.dtype == image.dtype
+    # centres 18, 16, 4 -> starts 14, 12, 0; 6, 6, 8 voxels remain in the image
+    np.testing.assert_array_equal(crop[0, :6, :6, :8], image[0, 14:, 12:, 0:8])
+    assert not crop[:, 6:].any() and not crop[:, :, 6:].any()
+    np.testing.assert_array_equal(patch[0], crop[0] * out["patch_mask"][0])
+    assert crop[0, :6, :6, :2].all() and not patch[0, :, :, :2].any()
+    empty = TLCRd(crop_key="crop", roi_size=(8, 8, 8))({"image": image, "label": np.zeros_like(label)})
+    assert empty["crop"].shape == (1, 8, 8, 8) and not empty["crop"].any()

@@ -174,6 +174,19 @@ class TLCR(Transform):
         np.multiply(tissue_patch, tissue, out=tissue_patch, casting="unsafe")
         return patch, masks, start
 
+    def image_crop(self, image: np.ndarray | torch.Tensor, start: np.ndarray | None) -> np.ndarray:
+        """The unmasked (1, *C) image inside the crop box that begins at ``start`` (zeros if None).
+
+        Zero-padded at the far end like the patch: the input NeoGen's autoencoder learns from.
+        """
+        img = _as_numpy(image)
+        crop = np.zeros((1, *self.roi_size), dtype=img.dtype)
+        if start is not None:
+            stop = np.minimum(start + self.roi_size, img.shape[1:])
+            src = tuple(slice(a, b) for a, b in zip(start, stop))
+            crop[(0, *(slice(0, b - a) for a, b in zip(start, stop)))] = img[(0, *src)]
+        return crop
+
     def __call__(
         self, image: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor, return_masks: bool = False
     ):
@@ -220,7 +233,8 @@ class TLCRd(MapTransform):
     Reads ``data[image_key]`` and ``data[label_key]`` (each (1, X, Y, Z)) and writes
     the (2, *C) patch to ``data[patch_key]`` and, unless ``mask_key`` is None, the
     (2, *C) uint8 masks (liver or tumour; tumour) that NeoGen conditions on to
-    ``data[mask_key]``. With MetaTensors the outputs carry the crop's affine, so a
+    ``data[mask_key]``, and unless ``crop_key`` is None the unmasked (1, *C) image inside
+    the crop box (what NeoGen's autoencoder learns) to ``data[crop_key]``. With MetaTensors the outputs carry the crop's affine, so a
     saved patch lands in the right place in a viewer. Errors name the image file.
     """
 
@@ -232,6 +246,7 @@ class TLCRd(MapTransform):
         label_key: Hashable = "label",
         patch_key: Hashable = "patch",
         mask_key: Hashable | None = "patch_mask",
+        crop_key: Hashable | None = None,
         roi_size: Sequence[int] | int = TLCR_ROI_SIZE,
         liver_label: int = LIVER,
         tumour_label: int = TUMOUR,
@@ -240,7 +255,7 @@ class TLCRd(MapTransform):
         keys: KeysCollection = [image_key, label_key]
         super().__init__(keys, allow_missing_keys)
         self.image_key, self.label_key = image_key, label_key
-        self.patch_key, self.mask_key = patch_key, mask_key
+        self.patch_key, self.mask_key, self.crop_key = patch_key, mask_key, crop_key
         self.tlcr = TLCR(roi_size, liver_label, tumour_label)
 
     def __call__(self, data: Mapping[Hashable, np.ndarray | torch.Tensor]) -> dict[Hashable, np.ndarray | torch.Tensor]:
@@ -259,5 +274,7 @@ class TLCRd(MapTransform):
         d[self.patch_key] = _like(patch, image, meta)
         if self.mask_key is not None:
             d[self.mask_key] = _like(masks, image, meta)
+        if self.crop_key is not None:
+            d[self.crop_key] = _like(self.tlcr.image_crop(image, start), image, meta)
         return d
 
