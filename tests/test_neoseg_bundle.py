@@ -15,6 +15,7 @@ import pydicom
 import pytest
 import torch
 
+from neonet_ext.data.patches import load_patch_datalist
 from neonet_ext.data.synthetic import SyntheticCohortConfig, write_cohort
 from neonet_ext.labels import LABEL_NAMES
 
@@ -151,7 +152,9 @@ def test_multi_gpu_config_runs_with_two_cpu_processes(cohort, tmp_path):
 
 def test_inference_with_no_arguments_on_the_shipped_sample(tmp_path):
     bundle_run(["inference.json"], "--output_dir", str(tmp_path))
-    entries = json.loads((tmp_path / "patches.json").read_text())["testing"]
+    raw = json.loads((tmp_path / "patches.json").read_text())["testing"]
+    assert raw[0]["patch"] == "case_000/case_000_tlcr.nii.gz"  # relative to the datalist: the folder moves whole
+    entries = load_patch_datalist(tmp_path / "patches.json")
     assert [e["case_id"] for e in entries] == ["case_000", "case_001"]
     for entry in entries:
         assert entry["tumour_found"] is True
@@ -187,7 +190,7 @@ def test_inference_skips_bad_cases_and_fails_at_the_end(cohort, trained, tmp_pat
     assert result.returncode != 0
     assert "2 of 4 cases failed" in result.stderr
     assert f"{inputs / 'truncated.nii.gz'}:" in result.stderr and f"{inputs / 'nan.nii.gz'}: non-finite" in result.stderr
-    entries = {e["case_id"]: e for e in json.loads((out / "patches.json").read_text())["testing"]}
+    entries = {e["case_id"]: e for e in load_patch_datalist(out / "patches.json")}
     assert sorted(entries) == ["ct_series", "good"]
     for entry in entries.values():
         assert entry["tumour_found"] is False

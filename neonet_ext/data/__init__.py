@@ -1,14 +1,17 @@
-"""Data sources of NeoNet: the deterministic synthetic HBP-MRI cohort (:mod:`neonet_ext.data.synthetic`)
-and datalists of user images (:mod:`neonet_ext.data.discovery`)."""
+"""Data sources of NeoNet: the deterministic synthetic HBP-MRI cohort (:mod:`neonet_ext.data.synthetic`),
+datalists of user images (:mod:`neonet_ext.data.discovery`) and the patch datalists that link
+the bundles (:mod:`neonet_ext.data.patches`)."""
 
 from __future__ import annotations
 
 import importlib
 
 _DISCOVERY = ("NIFTI_SUFFIXES", "datalist_from", "describe_case_error", "find_cases")
+_PATCHES = ("PATH_KEYS", "load_patch_datalist", "relative_to_folder")
 
 __all__ = [
     *_DISCOVERY,
+    *_PATCHES,
     "CaseLatents",
     "SyntheticCase",
     "SyntheticCohortConfig",
@@ -22,6 +25,6 @@ def __getattr__(name: str):
     # Lazy, so that `python -m neonet_ext.data.synthetic` does not find its own module
     # already imported by the package (runpy warns about that).
     if name in __all__:
-        module = "discovery" if name in _DISCOVERY else "synthetic"
+        module = "discovery" if name in _DISCOVERY else "patches" if name in _PATCHES else "synthetic"
         return getattr(importlib.import_module(f"neonet_ext.data.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

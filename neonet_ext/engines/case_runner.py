@@ -19,6 +19,7 @@ from monai.inferers import Inferer
 from monai.utils import MetaKeys
 
 from neonet_ext.data.discovery import describe_case_error
+from neonet_ext.data.patches import relative_to_folder
 from neonet_ext.utils.io import atomic_write
 
 __all__ = ["CaseRunner"]
@@ -100,7 +101,7 @@ class CaseRunner:
         entry = {k: v for k, v in item.items() if k != self.image_key}
         entry[self.image_key] = str(item[self.image_key])
         for key in self.saved_keys:
-            entry[key] = str(data[key].meta[MetaKeys.SAVED_TO])
+            entry[key] = relative_to_folder(data[key].meta[MetaKeys.SAVED_TO], self.output_dir)
         for name, flag in self.case_flags.items():
             entry[name] = flag(data)
         return entry

@@ -1,9 +1,13 @@
 """MONAI-style transforms shared by the NeoNet bundles (array and dictionary pairs)."""
 
 from neonet_ext.transforms.checks import CheckImage, CheckImaged, image_problem
+from neonet_ext.transforms.conditioning import UNCONDITIONAL, ClassContext, ClassContextd
 from neonet_ext.transforms.tlcr import TLCR, TLCR_ROI_SIZE, TLCRd, tlcr_window, tumour_bounding_box
 
 __all__ = [
+    "ClassContext",
+    "ClassContextd",
+    "UNCONDITIONAL",
     "CheckImage",
     "CheckImaged",
     "image_problem",
