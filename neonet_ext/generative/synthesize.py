@@ -13,6 +13,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Randomizable, SaveImage
 
+from neonet_ext.data.patches import relative_to_folder
 from neonet_ext.generative.sampling import MaskConditionedSampler, masked_patch
 from neonet_ext.utils.io import atomic_write
 from neonet_ext.utils.writers import AtomicNibabelWriter
@@ -42,7 +43,7 @@ class PatchSynthesizer:
     nearest-neighbour interpolation) seeded per sample. Per sample ``<name>/`` under
     ``output_dir`` gets ``<name>_tlcr.nii.gz`` (2-channel patch, formed as TLCR does),
     ``<name>_tlcr_mask.nii.gz`` and ``<name>_tlcr_image.nii.gz``, in the space of the
-    source patch. ``output_dir/<output_datalist>`` lists them under ``datalist_key`` with
+    source patch. ``output_dir/<output_datalist>`` lists them (paths relative to it) under ``datalist_key`` with
     ``synthetic: true`` and the class, in the keys of NeoSeg's patch datalist, so NeoCls
     reads real and synthetic patches alike.
 
@@ -105,8 +106,7 @@ class PatchSynthesizer:
         if isinstance(self.mask_transform, Randomizable):
             self.mask_transform.set_random_state(seed=self.seed + index)
         masks = self.mask_transform({self.mask_key: source[self.mask_key]})[self.mask_key]
-        masks = (masks > 0.5).float() if masks.dtype.is_floating_point else masks.float()
-        return masks, source
+        return masks.float(), source
 
     def run(self) -> list[dict]:
         """Generate and write every sample; return the datalist entries."""
@@ -133,7 +133,7 @@ class PatchSynthesizer:
             for key, array in outputs.items():
                 saved = MetaTensor(torch.as_tensor(array), meta=dict(meta))
                 save[key](saved)
-                entry[key] = str(saved.meta["saved_to"])
+                entry[key] = relative_to_folder(saved.meta["saved_to"], self.output_dir)
             entry.update({self.class_key: self.class_index, "synthetic": True, "tumour_found": True,
                           "source_case": source.get("case_id", str(source[self.mask_key]))})
             entries.append(entry)

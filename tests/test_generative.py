@@ -1,0 +1,133 @@
+"""NeoGen's building blocks in neonet_ext.generative, at tiny size."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from monai.networks.nets import AutoencoderKL
+from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
+
+from neonet_ext.data.patches import load_patch_datalist, relative_to_folder
+from neonet_ext.generative import (
+    LatentDiffusionPrepareBatch,
+    LatentScale,
+    check_condition_masks,
+    estimate_latent_scale,
+    kl_divergence,
+    masked_patch,
+)
+from neonet_ext.labels import LIVER, TUMOUR
+from neonet_ext.transforms import TLCR, UNCONDITIONAL, ClassContext, ClassContextd
+
+
+def tiny_autoencoder() -> AutoencoderKL:
+    torch.manual_seed(0)
+    return AutoencoderKL(spatial_dims=3, in_channels=1, out_channels=1, channels=(4, 4), latent_channels=2,
+                         num_res_blocks=1, norm_num_groups=2, attention_levels=(False, False),
+                         with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
+
+
+def test_class_context_is_one_hot_and_checks_the_class():
+    np.testing.assert_array_equal(ClassContext(2)(1), [[0.0, 1.0]])
+    np.testing.assert_array_equal(ClassContext(2)(np.array([0])), [[1.0, 0.0]])
+    for bad in (2, -1, 0.5, [0, 1]):
+        with pytest.raises(ValueError, match="class label must be one integer"):
+            ClassContext(2)(bad)
+
+
+def test_class_context_dropout_gives_the_unconditional_token():
+    always = ClassContextd("pni", drop_prob=1.0)({"pni": 1})["class_context"]
+    assert torch.all(always == UNCONDITIONAL)
+    never = ClassContextd("pni", drop_prob=0.0)({"pni": 1})["class_context"]
+    np.testing.assert_array_equal(never, [[0.0, 1.0]])
+    dropper = ClassContextd("pni", drop_prob=0.3)
+    dropper.set_random_state(seed=0)
+    dropped = [bool((dropper({"pni": 0})["class_context"] == UNCONDITIONAL).all()) for _ in range(400)]
+    assert 0.22 < np.mean(dropped) < 0.38
+
+
+def test_kl_divergence_is_zero_for_the_prior():
+    assert float(kl_divergence(torch.zeros(2, 3, 4, 4, 4), torch.ones(2, 3, 4, 4, 4))) == pytest.approx(0.0)
+    assert float(kl_divergence(torch.ones(1, 1, 2, 2, 2), torch.ones(1, 1, 2, 2, 2))) == pytest.approx(4.0)
+
+
+def test_masked_patch_matches_tlcr():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 1, (1, 12, 12, 8)).astype(np.float32)
+    label = np.zeros((1, 12, 12, 8), np.uint8)
+    label[0, 2:10, 2:10, 1:7] = LIVER
+    label[0, 4:7, 5:8, 3:5] = TUMOUR
+    patch, masks, _ = TLCR(roi_size=(12, 12, 8)).crop(image, label)
+    np.testing.assert_array_equal(masked_patch(torch.from_numpy(image), torch.from_numpy(masks)).numpy(), patch)
+
+
+@pytest.mark.parametrize(
+    "scheduler, target",
+    [(DDPMScheduler(num_train_timesteps=100), "noise"), (RFlowScheduler(num_train_timesteps=100), "velocity")],
+)
+def test_prepare_batch_encodes_and_picks_the_target(scheduler, target):
+    autoencoder = tiny_autoencoder()
+    prepare = LatentDiffusionPrepareBatch(autoencoder, LatentScale(0.5), scheduler, condition_name="class_context",
+                                          control_name="patch_mask")
+    batch = {"image": torch.rand(2, 1, 8, 8, 8), "class_context": torch.zeros(2, 1, 2),
+             "patch_mask": torch.ones(2, 2, 8, 8, 8)}
+    torch.manual_seed(1)
+    z, label, args, kwargs = prepare(batch, torch.device("cpu"))
+    assert z.shape == (2, 2, 4, 4, 4) and args == ()
+    assert set(kwargs) == {"noise", "timesteps", "condition", "cn_cond"}
+    assert kwargs["cn_cond"].shape == (2, 2, 8, 8, 8) and kwargs["condition"].shape == (2, 1, 2)
+    expected = kwargs["noise"] if target == "noise" else z - kwargs["noise"]
+    torch.testing.assert_close(label, expected)
+    assert not any(p.requires_grad for p in autoencoder.parameters())  # frozen
+
+
+def test_latent_scale_brings_latents_to_unit_variance():
+    autoencoder = tiny_autoencoder()
+    batches = [{"image": torch.rand(2, 1, 8, 8, 8)} for _ in range(3)]
+    scale = estimate_latent_scale(autoencoder, batches)
+    with torch.no_grad():
+        z = torch.cat([scale(autoencoder.encode(b["image"])[0]) for b in batches])
+    assert float(z.std()) == pytest.approx(1.0, rel=1e-4)
+    with pytest.raises(ValueError, match="no batches"):
+        estimate_latent_scale(autoencoder, [])
+
+
+def test_condition_mask_checks_name_the_source():
+    good = torch.zeros(2, 8, 8, 4)
+    good[0, 2:6, 2:6, 1:3] = 1
+    good[1, 3:5, 3:5, 1:2] = 1
+    check_condition_masks(good, "x.nii.gz")
+    with pytest.raises(ValueError, match="x.nii.gz: condition masks must have 2 channels"):
+        check_condition_masks(good[:1], "x.nii.gz")
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        check_condition_masks(good * 2, "x.nii.gz")
+    empty = good.clone()
+    empty[1] = 0
+    with pytest.raises(ValueError, match="tumour mask .* is empty"):
+        check_condition_masks(empty, "x.nii.gz")
+    outside = good.clone()
+    outside[1, 0, 0, 0] = 1
+    with pytest.raises(ValueError, match="outside the liver-or-tumour mask"):
+        check_condition_masks(outside, "x.nii.gz")
+
+
+def test_patch_datalist_paths_and_errors(tmp_path):
+    (tmp_path / "a").mkdir()
+    assert relative_to_folder(tmp_path / "a" / "m.nii.gz", tmp_path) == "a/m.nii.gz"
+    assert relative_to_folder("/elsewhere/m.nii.gz", tmp_path) == "/elsewhere/m.nii.gz"
+    good = tmp_path / "p.json"
+    good.write_text(json.dumps({"training": [{"case_id": "a", "patch_mask": "a/m.nii.gz", "pni": 1}]}))
+    (item,) = load_patch_datalist(good)
+    assert item["patch_mask"] == str(tmp_path / "a" / "m.nii.gz") and item["pni"] == 1
+    with pytest.raises(FileNotFoundError, match="nope.json does not exist"):
+        load_patch_datalist(tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+        load_patch_datalist(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="has no list under 'validation'"):
+        load_patch_datalist(good, data_list_key="validation")
+    with pytest.raises(ValueError, match=r"item 0 \(a\) lacks \['patch_image'\]"):
+        load_patch_datalist(good, required_keys=["patch_image"])

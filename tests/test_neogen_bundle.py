@@ -1,0 +1,183 @@
+"""The NeoGen bundle run for real with `python -m monai.bundle run`: three training stages and generation, tiny size."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from neonet_ext.data.patches import load_patch_datalist
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundles" / "neogen"
+CONFIGS = BUNDLE / "configs"
+SCHEMA = Path(__file__).parent / "data" / "meta_schema_20240725.json"
+TINY = [Path(__file__).parent / "data" / f"neogen_tiny_{stage}.json" for stage in ("autoencoder", "diffusion")]
+STAGES = ["train_autoencoder.json", "train_diffusion.json", "train_controlnet.json"]
+
+
+def bundle_run(configs: list[str | Path], *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    files = "[" + ",".join(f"'{CONFIGS / c if isinstance(c, str) else c}'" for c in configs) + "]"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, *overrides]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def train_stage(n: int, out: Path, *extra: str, schedulers: list[str] = ()) -> subprocess.CompletedProcess:
+    """Stage n (1 autoencoder, 2 diffusion, 3 ControlNet) for one epoch on the shipped sample."""
+    configs = [*STAGES[:n], *schedulers, *TINY[: min(n, 2)]]
+    return bundle_run(
+        configs, "--output_dir", str(out / f"run{n}"), "--ckpt_dir", str(out / "models"), "--epochs", "1",
+        "--val_interval", "1", "--batch_size", "2", "--num_workers", "0", *extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """The three stages trained in turn for one epoch each; returns the folder holding models/."""
+    out = tmp_path_factory.mktemp("neogen")
+    train_stage(1, out, "--adversarial_start_epoch", "1")  # the GAN terms from the first epoch
+    train_stage(2, out)
+    train_stage(3, out)
+    return out
+
+
+def generate(out: Path, models: Path, *extra: str, schedulers: list[str] = (), check: bool = True):
+    return bundle_run(
+        ["inference.json", *schedulers, *TINY], "--ckpt_dir", str(models), "--output_dir", str(out),
+        "--num_inference_steps", "4", *extra, check=check,
+    )
+
+
+# ------------------------------------------------------------------ metadata and configs
+
+
+def test_metadata_is_valid_offline():
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
+         "--filepath", str(SCHEMA)], capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0 and "verified with no error" in result.stdout + result.stderr
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    assert {"autoencoder_data_format", "diffusion_unet_data_format", "controlnet_data_format"} <= set(meta)
+
+
+def test_inference_builds_the_networks_the_stages_train():
+    inference = json.loads((CONFIGS / "inference.json").read_text())
+    trained_defs = {}
+    for stage in STAGES:
+        trained_defs.update(json.loads((CONFIGS / stage).read_text()))
+    for key in ("autoencoder_def", "diffusion_unet_def", "controlnet_def", "noise_scheduler", "latent_channels",
+                "num_classes"):
+        assert inference[key] == trained_defs[key], key
+
+
+# ------------------------------------------------------------------ training and generation
+
+
+def test_stages_write_their_weights_and_load_on_cpu(trained):
+    models = trained / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["autoencoder.pt", "controlnet.pt", "diffusion_unet.pt"]
+    diffusion = torch.load(models / "diffusion_unet.pt", map_location="cpu", weights_only=True)
+    assert set(diffusion) == {"model", "latent_scale"} and float(diffusion["latent_scale"]["value"]) > 0
+    controlnet = torch.load(models / "controlnet.pt", map_location="cpu", weights_only=True)
+    assert any(k.startswith("controlnet_cond_embedding") for k in controlnet)
+    assert list((trained / "run1" / "tensorboard").iterdir())
+
+
+def test_autoencoder_training_resumes(trained, tmp_path):
+    out = tmp_path / "resume"
+    shutil.copytree(trained / "run1", out / "run1")
+    result = train_stage(1, out, "--epochs", "2")
+    log = result.stdout + result.stderr
+    assert "Restored all variables from" in log and "Epoch[2] Complete" in log and "Epoch[1] Complete" not in log
+
+
+def test_generation_writes_patches_and_a_datalist(trained, tmp_path):
+    generate(tmp_path, trained / "models", "--num_samples", "3", "--class_index", "1")
+    raw = json.loads((tmp_path / "synthetic_patches.json").read_text())["training"]
+    assert raw[0]["patch"] == "synthetic_class1_0000/synthetic_class1_0000_tlcr.nii.gz"
+    entries = load_patch_datalist(tmp_path / "synthetic_patches.json")
+    sources = {e["case_id"]: e for e in load_patch_datalist(BUNDLE / "sample_data" / "patches.json")}
+    assert len(entries) == 3
+    for entry in entries:
+        assert entry["synthetic"] is True and entry["pni"] == 1
+        assert sources[entry["source_case"]]["pni"] == 1  # masks of the requested class
+        patch = nib.load(entry["patch"]).get_fdata()
+        masks = np.asarray(nib.load(entry["patch_mask"]).dataobj)
+        image = nib.load(entry["patch_image"]).get_fdata()
+        assert patch.shape == (64, 64, 32, 2) and masks.shape == (64, 64, 32, 2) and image.shape == (64, 64, 32)
+        assert set(np.unique(masks)) <= {0, 1} and masks[..., 1].any()
+        assert 0 <= image.min() and image.max() <= 1
+        np.testing.assert_allclose(patch[..., 0], image * masks[..., 0], atol=1e-6)  # formed as TLCR forms it
+        np.testing.assert_allclose(patch[..., 1], image * masks[..., 1], atol=1e-6)
+
+
+def test_generation_is_seeded(trained, tmp_path):
+    for run in ("a", "b"):
+        generate(tmp_path / run, trained / "models", "--num_samples", "1", "--class_index", "0", "--seed", "7")
+    images = [nib.load(tmp_path / r / "synthetic_class0_0000" / "synthetic_class0_0000_tlcr_image.nii.gz").get_fdata()
+              for r in ("a", "b")]
+    np.testing.assert_array_equal(images[0], images[1])
+
+
+def test_ddpm_sampling_override(trained, tmp_path):
+    generate(tmp_path, trained / "models", "--num_samples", "1", schedulers=["schedulers/ddpm.json"])
+    assert len(load_patch_datalist(tmp_path / "synthetic_patches.json")) == 1
+
+
+def test_rectified_flow_trains_and_samples(trained, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(trained / "models" / "autoencoder.pt", models)
+    train_stage(2, tmp_path, schedulers=["schedulers/rflow.json"])
+    train_stage(3, tmp_path, schedulers=["schedulers/rflow.json"])
+    generate(tmp_path / "out", models, "--num_samples", "1", schedulers=["schedulers/rflow.json"])
+    assert len(load_patch_datalist(tmp_path / "out" / "synthetic_patches.json")) == 1
+
+
+# ------------------------------------------------------------------ bad requests write nothing
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--class_index", "2"], "class 2 does not exist"),
+        (["--num_samples", "0"], "num_samples must be a positive integer"),
+    ],
+)
+def test_bad_requests_fail_clearly(trained, tmp_path, overrides, message):
+    result = generate(tmp_path / "out", trained / "models", *overrides, check=False)
+    assert result.returncode != 0 and message in result.stdout + result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_mask_files_and_bad_masks_fail_before_writing(trained, tmp_path):
+    items = json.loads((BUNDLE / "sample_data" / "patches.json").read_text())["testing"]
+    for item in items:
+        item["patch_mask"] = str(BUNDLE / "sample_data" / item["patch_mask"])
+    items[0]["patch_mask"] = str(tmp_path / "gone.nii.gz")
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({"testing": items}))
+    result = generate(tmp_path / "out", trained / "models", "--datalist_file", str(missing), "--masks_from", "all",
+                      check=False)
+    assert result.returncode != 0 and "gone.nii.gz" in result.stdout + result.stderr
+
+    bad = np.zeros((64, 64, 32, 2), np.uint8)
+    bad[20:30, 20:30, 10:20, :] = 3  # a label value, not a mask
+    nib.save(nib.Nifti1Image(bad, np.eye(4)), tmp_path / "bad_mask.nii.gz")
+    one = tmp_path / "bad.json"
+    one.write_text(json.dumps({"testing": [{"case_id": "bad", "patch_mask": "bad_mask.nii.gz", "pni": 1}]}))
+    result = generate(tmp_path / "out", trained / "models", "--datalist_file", str(one), "--augment_masks", "False",
+                      check=False)
+    assert result.returncode != 0 and "bad_mask.nii.gz: condition masks must hold only 0 and 1" in result.stdout + result.stderr
+    assert not (tmp_path / "out").exists()
