@@ -131,3 +131,44 @@ def test_patch_datalist_paths_and_errors(tmp_path):
         load_patch_datalist(good, data_list_key="validation")
     with pytest.raises(ValueError, match=r"item 0 \(a\) lacks \['patch_image'\]"):
         load_patch_datalist(good, required_keys=["patch_image"])
+
+
+def _phantom_set(n: int, cls: int, seed: int, follow_masks: bool = True):
+    """Crops with a dark tumour inside a bright liver (or, if not follow_masks, flat noise)."""
+    from neonet_ext.generative.quality import PatchSet
+
+    rng = np.random.default_rng(seed)
+    images, masks = [], []
+    for _ in range(n):
+        tissue = np.zeros((32, 32, 16), bool)
+        tissue[4:28, 4:28, 2:14] = True
+        tumour = np.zeros_like(tissue)
+        c = rng.integers(12, 20, 3) // np.array([1, 1, 2])
+        r = rng.integers(3, 6) + 2 * cls
+        tumour[c[0] - r:c[0] + r, c[1] - r:c[1] + r, max(c[2] - r // 2, 3):c[2] + r // 2] = True
+        image = rng.normal(0.5, 0.05, tissue.shape)
+        if follow_masks:
+            image = np.where(tissue, 0.8, 0.1) + rng.normal(0, 0.03, tissue.shape)
+            image[tumour] = 0.35 + rng.normal(0, 0.03, int(tumour.sum()))
+        images.append(np.clip(image, 0, 1))
+        masks.append(np.stack([tissue, tumour]))
+    return PatchSet(np.array(images), np.array(masks), np.full(n, cls))
+
+
+def test_quality_report_tells_good_copies_and_mask_blind_generators_apart():
+    from neonet_ext.generative.quality import PatchSet, quality_report
+
+    train = _phantom_set(8, 0, 1)
+    train_pos = _phantom_set(8, 1, 2)
+    train = PatchSet(np.concatenate([train.images, train_pos.images]), np.concatenate([train.masks, train_pos.masks]),
+                     np.concatenate([train.classes, train_pos.classes]))
+    real = _phantom_set(6, 1, 3)
+    faithful = quality_report(_phantom_set(6, 1, 4), real, train)
+    blind = quality_report(_phantom_set(6, 1, 5, follow_masks=False), real, train)
+    copies = quality_report(PatchSet(train_pos.images[:6], train_pos.masks[:6], train_pos.classes[:6]), real, train)
+    assert faithful["contrast_synthetic"] < -0.3 and abs(blind["contrast_synthetic"]) < 0.05
+    assert faithful["mmd"] < blind["mmd"]
+    assert copies["nearest_train_distance_synthetic"] == 0 < faithful["nearest_train_distance_synthetic"]
+    assert faithful["class_positive_rate_synthetic"] == pytest.approx(faithful["class_positive_rate_real"], abs=0.34)
+    with pytest.raises(ValueError, match="several classes"):
+        quality_report(train, real, train)
