@@ -10,7 +10,7 @@ import torch
 from monai.networks.nets import AutoencoderKL
 from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
 
-from neonet_ext.data.patches import load_patch_datalist, relative_to_folder
+from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour, relative_to_folder
 from neonet_ext.generative import (
     LatentDiffusionPrepareBatch,
     LatentScale,
@@ -172,3 +172,13 @@ def test_quality_report_tells_good_copies_and_mask_blind_generators_apart():
     assert faithful["class_positive_rate_synthetic"] == pytest.approx(faithful["class_positive_rate_real"], abs=0.34)
     with pytest.raises(ValueError, match="several classes"):
         quality_report(train, real, train)
+
+
+def test_patches_with_tumour_frees_the_image_key():
+    items = [{"case_id": "a", "image": "/mri/a.nii.gz", "patch_image": "a.nii.gz", "tumour_found": True},
+             {"case_id": "b", "image": "/mri/b.nii.gz", "patch_image": "b.nii.gz", "tumour_found": False},
+             {"case_id": "c", "patch_image": "c.nii.gz"}]
+    kept = patches_with_tumour(items)
+    assert [k["case_id"] for k in kept] == ["a", "c"]
+    assert "image" not in kept[0] and kept[0]["source_image"] == "/mri/a.nii.gz"
+    assert items[0]["image"] == "/mri/a.nii.gz"  # the input is left as it was

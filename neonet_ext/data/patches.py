@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["PATH_KEYS", "relative_to_folder", "load_patch_datalist"]
+__all__ = ["PATH_KEYS", "relative_to_folder", "load_patch_datalist", "patches_with_tumour"]
 
 #: Item keys that hold file paths.
 PATH_KEYS = ("image", "label", "pred", "patch", "patch_mask", "patch_image")
@@ -66,3 +66,20 @@ def load_patch_datalist(
                 item[key] = str(base / item[key])
         items.append(item)
     return items
+
+
+def patches_with_tumour(items: Sequence[dict], source_key: str = "source_image") -> list[dict]:
+    """The items with a tumour (``tumour_found`` not false), ready for patch training pipelines.
+
+    NeoSeg's items carry the path of the whole MRI under ``image``; training pipelines use
+    ``image`` for the patch they load, so that path moves to ``source_key``.
+    """
+    kept = []
+    for item in items:
+        if not item.get("tumour_found", True):
+            continue
+        item = dict(item)
+        if "image" in item:
+            item[source_key] = item.pop("image")
+        kept.append(item)
+    return kept

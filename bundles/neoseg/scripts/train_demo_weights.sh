@@ -2,11 +2,12 @@
 # Reproduce the shipped demo weights (models/model.pt): generate the synthetic training
 # cohort, then train the default network (SegResNet) with train.json.
 #   bash bundles/neoseg/scripts/train_demo_weights.sh [OUT_DIR] [extra monai.bundle overrides...]
-# Run from the repository root. Seeds: cohort 0 (training/validation); the held-out
+# e.g. "--time_limit 540" to stop cleanly before a 10-minute machine limit; run it again
+# and training resumes from OUT_DIR/run/checkpoints. Run from the repository root. Seeds: cohort 0 (training/validation); the held-out
 # evaluation cohort uses seed 777, never used in training.
 set -euo pipefail
 out=${1:-output/neoseg_train}; shift || true
-python -m neonet_ext.data.synthetic --out "$out/cohort" --cases 96 --seed 0 --int16 --quiet
+[[ -f "$out/cohort/dataset.json" ]] || python -m neonet_ext.data.synthetic --out "$out/cohort" --cases 96 --seed 0 --int16 --quiet
 python -m monai.bundle run --config_file bundles/neoseg/configs/train.json \
     --dataset_dir "$out/cohort" --output_dir "$out/run" --ckpt_dir "$out/models" \
     --epochs 120 --val_interval 5 --num_workers 8 "$@"
