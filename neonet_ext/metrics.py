@@ -28,6 +28,16 @@ class HausdorffDistanceMMMetric(HausdorffDistanceMetric):
             kwargs["spacing"] = _spacing(y_pred)
         return super()._compute_tensor(y_pred, y, **kwargs)
 
+    def aggregate(self, reduction: MetricReduction | str | None = None):  # type: ignore[override]
+        """As MONAI's, except that when no case has a distance (e.g. the class was never
+        predicted) the result is NaN, not MONAI's 0, which would read as a perfect score."""
+        result = super().aggregate(reduction)
+        data = self.get_buffer()
+        if isinstance(data, torch.Tensor) and data.numel() and torch.isnan(data).all():
+            nan = torch.full_like(result[0] if isinstance(result, (tuple, list)) else result, float("nan"))
+            return (nan, *result[1:]) if isinstance(result, (tuple, list)) else nan
+        return result
+
 
 class HausdorffDistanceMM(IgniteMetricHandler):
     """Ignite handler of :class:`HausdorffDistanceMMMetric` (MONAI's ``HausdorffDistance``

@@ -50,6 +50,12 @@ def test_hausdorff_distance_is_in_millimetres():
     voxels = HausdorffDistanceMMMetric(include_background=False, percentile=95)
     voxels(a, b)  # no affine: voxel units
     assert voxels.aggregate().item() == pytest.approx(1.0)
+    missed = HausdorffDistanceMMMetric(include_background=False, percentile=95)
+    empty = torch.zeros_like(a)
+    empty[0, 0] = 1
+    with pytest.warns(UserWarning):
+        missed(MetaTensor(empty, affine=affine), b)  # the class was never predicted: no distance
+    assert torch.isnan(missed.aggregate()).all()  # not MONAI's 0, which reads as perfect
 
 
 def test_latest_checkpoint_picks_the_newest(tmp_path):
