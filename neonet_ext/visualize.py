@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from neonet_ext.labels import LIVER, TUMOUR  # noqa: E402
 from neonet_ext.utils.io import atomic_path  # noqa: E402
 
-__all__ = ["MontageRow", "save_montage"]
+__all__ = ["MontageRow", "save_montage", "save_patch_grid"]
 
 
 @dataclass
@@ -85,6 +85,38 @@ def save_montage(rows: Sequence[MontageRow], path: str | os.PathLike, dpi: int =
                     continue
                 _show(ax, _axial(row.patch[c], row.patch.shape[-1] // 2), None, sy / sx, vmin, vmax)
                 ax.set_title(name, fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+
+
+def save_patch_grid(
+    rows: Sequence[tuple[str, Sequence[np.ndarray], Sequence[np.ndarray]]],
+    path: str | os.PathLike,
+    spacing: Sequence[float] = (2.0, 2.0, 3.0),
+    dpi: int = 110,
+) -> None:
+    """Write a PNG grid of TLCR crops: one row per group (e.g. real, then generated).
+
+    Each row is ``(title, crops, masks)`` with crops (X, Y, Z) in [0, 1] and masks
+    (2, X, Y, Z) (liver or tumour; tumour). A tile is the axial slice through the tumour
+    centre with the liver-or-tumour contour green and the tumour contour red.
+    """
+    n_cols = max(len(crops) for _, crops, _ in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.3 * n_cols, 2.5 * len(rows)), squeeze=False)
+    sx, sy = float(spacing[0]), float(spacing[1])
+    for (title, crops, masks), ax_row in zip(rows, axes):
+        for c, ax in enumerate(ax_row):
+            if c >= len(crops):
+                ax.axis("off")
+                continue
+            tissue, tumour = (np.asarray(m) > 0 for m in masks[c])
+            label = np.where(tumour, TUMOUR, np.where(tissue, LIVER, 0))
+            points = np.argwhere(tumour)
+            z = int(points[:, 2].mean().round()) if len(points) else label.shape[2] // 2
+            _show(ax, _axial(np.asarray(crops[c]), z), _axial(label, z), sy / sx, 0.0, 1.0)
+            ax.set_title(f"{title} #{c + 1}", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi)

@@ -182,3 +182,12 @@ def test_patches_with_tumour_frees_the_image_key():
     assert [k["case_id"] for k in kept] == ["a", "c"]
     assert "image" not in kept[0] and kept[0]["source_image"] == "/mri/a.nii.gz"
     assert items[0]["image"] == "/mri/a.nii.gz"  # the input is left as it was
+
+
+def test_patch_grid_is_written_atomically(tmp_path):
+    from neonet_ext.visualize import save_patch_grid
+
+    real, generated = _phantom_set(3, 1, 0), _phantom_set(2, 1, 1)
+    out = tmp_path / "grid.png"
+    save_patch_grid([("real", real.images, real.masks), ("generated", generated.images, generated.masks)], out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and list(tmp_path.iterdir()) == [out]

@@ -175,8 +175,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--real", required=True, type=Path, help="held-out real patch datalist")
     parser.add_argument("--train", required=True, type=Path, help="NeoGen's training patch datalist")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--grid", type=Path, help="also draw a PNG grid of real and synthetic crops with their masks")
+    parser.add_argument("--grid-columns", type=int, default=6)
     args = parser.parse_args(argv)
-    report = quality_report(load_patch_set(args.synthetic), load_patch_set(args.real), load_patch_set(args.train))
+    synthetic, real, train = load_patch_set(args.synthetic), load_patch_set(args.real), load_patch_set(args.train)
+    report = quality_report(synthetic, real, train)
+    if args.grid:
+        from neonet_ext.visualize import save_patch_grid
+
+        n = args.grid_columns
+        real_c = real.of_class(int(report["class"]))
+        save_patch_grid([(f"real class {report['class']}", real_c.images[:n], real_c.masks[:n]),
+                         (f"generated class {report['class']}", synthetic.images[:n], synthetic.masks[:n])], args.grid)
     width = max(map(len, report))
     for key, value in report.items():
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
