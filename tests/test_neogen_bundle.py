@@ -45,7 +45,7 @@ def train_stage(n: int, out: Path, *extra: str, schedulers: list[str] = ()) -> s
 def trained(tmp_path_factory) -> Path:
     """The three stages trained in turn for one epoch each; returns the folder holding models/."""
     out = tmp_path_factory.mktemp("neogen")
-    train_stage(1, out, "--adversarial_start_epoch", "1")  # the GAN terms from the first epoch
+    train_stage(1, out, "--adversarial_start_epoch", "1", "--tracking", "mlflow")  # GAN terms from epoch 1
     train_stage(2, out)
     train_stage(3, out)
     return out
@@ -92,6 +92,14 @@ def test_stages_write_their_weights_and_load_on_cpu(trained):
     controlnet = torch.load(models / "controlnet.pt", map_location="cpu", weights_only=True)
     assert any(k.startswith("controlnet_cond_embedding") for k in controlnet)
     assert list((trained / "run1" / "tensorboard").iterdir())
+
+
+def test_autoencoder_stage_logs_to_mlflow(trained):
+    import mlflow  # the 'tracking' extra, part of the test install
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{trained / 'run1' / 'mlruns.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("monai_experiment").experiment_id])
+    assert {"train_loss", "val_psnr", "val_l1"} <= set(run.data.metrics)
 
 
 def test_autoencoder_training_resumes(trained, tmp_path):

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from monai.engines import Trainer
-from monai.engines.utils import default_prepare_batch
+from monai.engines.utils import IterationEvents, default_prepare_batch
 from monai.inferers import Inferer
 from monai.losses import PatchAdversarialLoss
 from torch.optim import Optimizer
@@ -32,9 +32,10 @@ class AutoencoderGANTrainer(Trainer):
     ``adversarial_start_epoch`` (1-based), after the autoencoder has learnt to reconstruct.
     No perceptual loss: the usual ones download weights at run time.
 
-    ``engine.state.output`` holds ``image`` and ``pred`` (B, 1, *S) for handlers, and the
-    float losses ``loss`` (generator total), ``recon_loss``, ``kl_loss``, ``adv_loss`` and
-    ``d_loss``.
+    ``engine.state.output`` holds ``image`` and ``pred`` (B, 1, *S) and the float losses
+    ``loss`` (generator total), ``recon_loss``, ``kl_loss``, ``adv_loss`` and ``d_loss``;
+    as with ``SupervisedTrainer`` it is decollated into one dictionary per batch item, so
+    ``monai.handlers.from_engine(["loss"], first=True)`` reads it.
 
     Args:
         device: where to train.
@@ -122,7 +123,7 @@ class AutoencoderGANTrainer(Trainer):
                 d_loss = self.adversarial_weight * d_loss
             self._step(engine, d_loss, self.d_optimizer)
 
-        return {
+        engine.state.output = {
             "image": images,
             "pred": recon.detach(),
             "loss": g_loss.item(),
@@ -131,6 +132,9 @@ class AutoencoderGANTrainer(Trainer):
             "adv_loss": adv_loss.item(),
             "d_loss": d_loss.item(),
         }
+        # as SupervisedTrainer does: handlers (and decollation) expect this event
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
 
     @staticmethod
     def _step(engine: AutoencoderGANTrainer, loss: torch.Tensor, optimizer: Optimizer) -> None:
