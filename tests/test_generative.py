@@ -102,6 +102,8 @@ def test_condition_mask_checks_name_the_source():
     check_condition_masks(good, "x.nii.gz")
     with pytest.raises(ValueError, match="x.nii.gz: condition masks must have 2 channels"):
         check_condition_masks(good[:1], "x.nii.gz")
+    with pytest.raises(ValueError, match=r"x.nii.gz: condition masks are \(8, 8, 4\), the generator makes \(64, 64, 32\)"):
+        check_condition_masks(good, "x.nii.gz", (64, 64, 32))
     with pytest.raises(ValueError, match="only 0 and 1"):
         check_condition_masks(good * 2, "x.nii.gz")
     empty = good.clone()

@@ -76,7 +76,7 @@ def test_inference_builds_the_networks_the_stages_train():
     trained_defs = {}
     for stage in STAGES:
         trained_defs.update(json.loads((CONFIGS / stage).read_text()))
-    for key in ("autoencoder_def", "diffusion_unet_def", "controlnet_def", "noise_scheduler", "latent_channels",
+    for key in ("autoencoder_def", "diffusion_unet_def", "controlnet_def", "noise_scheduler", "latent_channels", "roi_size",
                 "num_classes"):
         assert inference[key] == trained_defs[key], key
 

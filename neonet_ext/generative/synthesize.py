@@ -19,11 +19,14 @@ from neonet_ext.utils.io import atomic_write
 from neonet_ext.utils.writers import AtomicNibabelWriter
 
 
-def check_condition_masks(masks: torch.Tensor, source: str) -> None:
-    """Raise ValueError naming ``source`` unless ``masks`` is (2, X, Y, Z) of 0/1 with tumour inside tissue."""
+def check_condition_masks(masks: torch.Tensor, source: str, spatial_shape: Sequence[int] | None = None) -> None:
+    """Raise ValueError naming ``source`` unless ``masks`` is (2, *spatial_shape) of 0/1 with tumour inside tissue."""
     if masks.ndim != 4 or masks.shape[0] != 2:
         raise ValueError(f"{source}: condition masks must have 2 channels (liver or tumour; tumour) and 3 spatial "
                          f"dimensions, got shape {tuple(masks.shape)}")
+    if spatial_shape is not None and tuple(masks.shape[1:]) != tuple(spatial_shape):
+        raise ValueError(f"{source}: condition masks are {tuple(masks.shape[1:])}, the generator makes "
+                         f"{tuple(spatial_shape)} patches (the TLCR crop size)")
     values = torch.unique(torch.as_tensor(masks))
     if not set(values.tolist()) <= {0.0, 1.0}:
         raise ValueError(f"{source}: condition masks must hold only 0 and 1, found {values.tolist()[:6]}")
@@ -47,8 +50,9 @@ class PatchSynthesizer:
     ``synthetic: true`` and the class, in the keys of NeoSeg's patch datalist, so NeoCls
     reads real and synthetic patches alike.
 
-    Everything is checked before the first sample (class, count, files, every mask), so
-    a bad request writes nothing; every file is written atomically.
+    Everything is checked before the first sample (class, count, files, every mask and,
+    with ``spatial_shape``, its size), so a bad request writes nothing; every file is
+    written atomically.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class PatchSynthesizer:
         mask_transform: Callable[[dict], dict],
         class_key: str = "pni",
         mask_key: str = "patch_mask",
+        spatial_shape: Sequence[int] | None = None,
         masks_from: str = "same_class",
         num_classes: int = 2,
         seed: int = 0,
@@ -81,6 +86,7 @@ class PatchSynthesizer:
         self.output_dir = Path(output_dir)
         self.mask_transform = mask_transform
         self.class_key, self.mask_key = class_key, mask_key
+        self.spatial_shape = None if spatial_shape is None else tuple(int(v) for v in spatial_shape)
         self.seed = seed
         self.output_datalist = output_datalist
         self.datalist_key = datalist_key
@@ -112,7 +118,7 @@ class PatchSynthesizer:
         """Generate and write every sample; return the datalist entries."""
         for i in range(min(self.num_samples, len(self.sources))):
             masks, source = self.condition(i)
-            check_condition_masks(masks, str(source[self.mask_key]))
+            check_condition_masks(masks, str(source[self.mask_key]), self.spatial_shape)
         save = {
             key: SaveImage(output_dir=self.output_dir, output_postfix=postfix, separate_folder=True, resample=False,
                            writer=AtomicNibabelWriter, print_log=False, savepath_in_metadict=True, output_dtype=dtype)
@@ -123,7 +129,7 @@ class PatchSynthesizer:
         for i in range(self.num_samples):
             start = time.perf_counter()
             masks, source = self.condition(i)
-            check_condition_masks(masks, str(source[self.mask_key]))
+            check_condition_masks(masks, str(source[self.mask_key]), self.spatial_shape)
             image = self.sampler(masks[None], self.class_index, seed=self.seed + i)[0].cpu()
             name = f"{self.name_prefix}_class{self.class_index}_{i:04d}"
             meta = dict(getattr(masks, "meta", {}))
