@@ -10,4 +10,4 @@ out=${1:-output/neoseg_train}; shift || true
 [[ -f "$out/cohort/dataset.json" ]] || python -m neonet_ext.data.synthetic --out "$out/cohort" --cases 96 --seed 0 --int16 --quiet
 python -m monai.bundle run --config_file bundles/neoseg/configs/train.json \
     --dataset_dir "$out/cohort" --output_dir "$out/run" --ckpt_dir "$out/models" \
-    --epochs 120 --val_interval 5 --num_workers 8 "$@"
+    --epochs 300 --val_interval 5 --num_workers 8 "$@"
