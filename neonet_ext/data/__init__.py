@@ -7,7 +7,15 @@ from __future__ import annotations
 import importlib
 
 _DISCOVERY = ("NIFTI_SUFFIXES", "datalist_from", "describe_case_error", "find_cases")
-_PATCHES = ("PATH_KEYS", "load_patch_datalist", "patches_with_tumour", "relative_to_folder")
+_PATCHES = (
+    "PATH_KEYS",
+    "load_patch_datalist",
+    "mix_synthetic",
+    "patches_with_tumour",
+    "relative_to_folder",
+    "stratified_split",
+    "synthetic_needed",
+)
 
 __all__ = [
     *_DISCOVERY,

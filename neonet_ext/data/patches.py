@@ -13,7 +13,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["PATH_KEYS", "relative_to_folder", "load_patch_datalist", "patches_with_tumour"]
+import numpy as np
+
+__all__ = [
+    "PATH_KEYS",
+    "relative_to_folder",
+    "load_patch_datalist",
+    "patches_with_tumour",
+    "stratified_split",
+    "synthetic_needed",
+    "mix_synthetic",
+]
 
 #: Item keys that hold file paths.
 PATH_KEYS = ("image", "label", "pred", "patch", "patch_mask", "patch_image")
@@ -83,3 +93,68 @@ def patches_with_tumour(items: Sequence[dict], source_key: str = "source_image")
             item[source_key] = item.pop("image")
         kept.append(item)
     return kept
+
+
+def stratified_split(
+    items: Sequence[dict], val_fraction: float = 0.2, seed: int = 0, class_key: str = "pni"
+) -> tuple[list[dict], list[dict]]:
+    """Split real patches into (train, validation) with each class in the same proportion.
+
+    Per class, ``round(val_fraction * n_class)`` items (at least one when the class has two
+    or more) go to validation, chosen with ``seed``. Synthetic items are refused: they
+    belong to training only (see :func:`mix_synthetic`).
+    """
+    if any(item.get("synthetic") for item in items):
+        raise ValueError("synthetic patches must not be split into validation: split the real patches, then mix")
+    train, val = [], []
+    rng = np.random.default_rng(seed)
+    for cls in sorted({int(item[class_key]) for item in items}):
+        members = [item for item in items if int(item[class_key]) == cls]
+        order = rng.permutation(len(members))
+        n_val = min(max(1, round(val_fraction * len(members))), len(members) - 1) if len(members) > 1 else 0
+        val += [members[i] for i in order[:n_val]]
+        train += [members[i] for i in order[n_val:]]
+    if not train or not val:
+        raise ValueError(f"cannot split {len(items)} patches into training and validation")
+    return train, val
+
+
+def synthetic_needed(n_negative: int, n_positive: int, ratio: float) -> int:
+    """Synthetic positives to add at ``ratio``: ``round(ratio * (n_negative - n_positive))``; 1.0 balances."""
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"synthetic ratio must be in [0, 1] (1 balances the classes), got {ratio}")
+    return int(round(ratio * max(n_negative - n_positive, 0)))
+
+
+def mix_synthetic(
+    train: Sequence[dict],
+    synthetic: Sequence[dict],
+    ratio: float,
+    seed: int = 0,
+    class_key: str = "pni",
+    minority: int = 1,
+) -> list[dict]:
+    """The training split plus ``synthetic_needed`` synthetic minority patches chosen with ``seed``.
+
+    Every synthetic patch used must come from the masks of a training-split case
+    (``source_case``), so nothing of a validation or test case leaks into training.
+
+    Raises:
+        ValueError: the ratio is out of range, there are too few synthetic minority
+            patches, or a chosen one was made from a case outside the training split.
+    """
+    labels = [int(item[class_key]) for item in train]
+    needed = synthetic_needed(sum(c != minority for c in labels), sum(c == minority for c in labels), ratio)
+    if needed == 0:
+        return list(train)
+    pool = [item for item in synthetic if item.get("synthetic") and int(item[class_key]) == minority]
+    if len(pool) < needed:
+        raise ValueError(f"ratio {ratio} needs {needed} synthetic patches of class {minority}; the synthetic "
+                         f"datalist has {len(pool)}: generate more with NeoGen (--num_samples {needed})")
+    chosen = [pool[i] for i in np.random.default_rng(seed).choice(len(pool), needed, replace=False)]
+    train_cases = {item.get("case_id") for item in train}
+    leaked = sorted({str(item.get("source_case")) for item in chosen} - train_cases)
+    if leaked:
+        raise ValueError(f"synthetic patches made from masks of cases outside the training split: {leaked[:5]}; "
+                         "generate them from the training split's patches only")
+    return [*train, *chosen]

@@ -1,0 +1,48 @@
+"""Splitting real patches and mixing in synthetic ones (NeoCls training data)."""
+
+from __future__ import annotations
+
+import pytest
+
+from neonet_ext.data.patches import mix_synthetic, stratified_split, synthetic_needed
+
+
+def real(n_neg: int, n_pos: int) -> list[dict]:
+    return [{"case_id": f"n{i}", "pni": 0} for i in range(n_neg)] + [{"case_id": f"p{i}", "pni": 1} for i in range(n_pos)]
+
+
+def test_stratified_split_keeps_class_proportions_and_is_seeded():
+    items = real(84, 44)  # the study's cohort: 128 patients, 44 PNI+
+    train, val = stratified_split(items, 0.2, seed=3)
+    assert sum(i["pni"] for i in val) == 9 and len(val) == 17 + 9
+    assert {i["case_id"] for i in train}.isdisjoint(i["case_id"] for i in val)
+    assert len(train) + len(val) == 128
+    assert stratified_split(items, 0.2, seed=3) == (train, val)
+    assert stratified_split(items, 0.2, seed=4) != (train, val)
+    with pytest.raises(ValueError, match="synthetic patches must not be split"):
+        stratified_split([*items, {"case_id": "s", "pni": 1, "synthetic": True}])
+
+
+@pytest.mark.parametrize("ratio, expected", [(0, 0), (0.25, 10), (0.5, 20), (0.75, 30), (1.0, 40)])
+def test_synthetic_needed_follows_the_ratio(ratio, expected):
+    assert synthetic_needed(67, 27, ratio) == expected
+    assert synthetic_needed(10, 12, ratio) == 0  # no minority to top up
+
+
+def test_mix_synthetic_balances_from_training_masks_only():
+    train, _ = stratified_split(real(20, 8), 0.25, seed=0)
+    n_neg, n_pos = sum(i["pni"] == 0 for i in train), sum(i["pni"] == 1 for i in train)
+    sources = [i["case_id"] for i in train if i["pni"] == 1]
+    synthetic = [{"case_id": f"s{k}", "pni": 1, "synthetic": True, "source_case": sources[k % len(sources)]}
+                 for k in range(30)]
+    mixed = mix_synthetic(train, synthetic, 1.0, seed=1)
+    assert sum(i["pni"] == 1 for i in mixed) == n_neg and len(mixed) == 2 * n_neg
+    assert mixed[: len(train)] == train and mix_synthetic(train, synthetic, 1.0, seed=1) == mixed
+    assert mix_synthetic(train, synthetic, 0.0) == train
+    with pytest.raises(ValueError, match=r"needs \d+ synthetic patches of class 1; the synthetic datalist has 3"):
+        mix_synthetic(train, synthetic[:3], 1.0)
+    leaky = [{**s, "source_case": "p_validation"} for s in synthetic]
+    with pytest.raises(ValueError, match="outside the training split: \\['p_validation'\\]"):
+        mix_synthetic(train, leaky, 0.5)
+    with pytest.raises(ValueError, match=r"ratio must be in \[0, 1\]"):
+        mix_synthetic(train, synthetic, 1.5)
