@@ -46,3 +46,12 @@ def test_mix_synthetic_balances_from_training_masks_only():
         mix_synthetic(train, leaky, 0.5)
     with pytest.raises(ValueError, match=r"ratio must be in \[0, 1\]"):
         mix_synthetic(train, synthetic, 1.5)
+
+
+def test_class_weights_balance_the_loss():
+    from neonet_ext.data.patches import class_weights
+
+    assert class_weights(real(30, 10)).tolist() == pytest.approx([40 / 60, 40 / 20])
+    assert class_weights(real(5, 5)).tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="every class needs"):
+        class_weights(real(5, 0))

@@ -9,6 +9,7 @@ import importlib
 _DISCOVERY = ("NIFTI_SUFFIXES", "datalist_from", "describe_case_error", "find_cases")
 _PATCHES = (
     "PATH_KEYS",
+    "class_weights",
     "load_patch_datalist",
     "mix_synthetic",
     "patches_with_tumour",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 __all__ = [
     "PATH_KEYS",
@@ -23,6 +24,7 @@ __all__ = [
     "stratified_split",
     "synthetic_needed",
     "mix_synthetic",
+    "class_weights",
 ]
 
 #: Item keys that hold file paths.
@@ -158,3 +160,15 @@ def mix_synthetic(
         raise ValueError(f"synthetic patches made from masks of cases outside the training split: {leaked[:5]}; "
                          "generate them from the training split's patches only")
     return [*train, *chosen]
+
+
+def class_weights(items: Sequence[dict], num_classes: int = 2, class_key: str = "pni") -> torch.Tensor:
+    """Cross-entropy class weights ``n / (num_classes * n_c)`` of the items (1 each when balanced).
+
+    With synthetic ratio 1 the classes are balanced and the weights are 1; with fewer
+    synthetic patches the minority class weighs more.
+    """
+    counts = np.bincount([int(item[class_key]) for item in items], minlength=num_classes)[:num_classes]
+    if (counts == 0).any():
+        raise ValueError(f"every class needs at least one training item, counts {counts.tolist()}")
+    return torch.as_tensor(counts.sum() / (num_classes * counts), dtype=torch.float32)

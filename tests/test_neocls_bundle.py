@@ -1,0 +1,125 @@
+"""The NeoCls bundle's training run for real with `python -m monai.bundle run`, at tiny size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from monai.networks.nets import AutoencoderKL
+
+from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour, stratified_split
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundles" / "neocls"
+CONFIGS = BUNDLE / "configs"
+SCHEMA = Path(__file__).parent / "data" / "meta_schema_20240725.json"
+TINY = Path(__file__).parent / "data" / "neocls_tiny.json"
+
+
+def bundle_run(configs: list[str | Path], *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    files = "[" + ",".join(f"'{CONFIGS / c if isinstance(c, str) else c}'" for c in configs) + "]"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, *overrides]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def autoencoder(tmp_path_factory) -> Path:
+    """A NeoGen-shaped autoencoder checkpoint at the tiny override's widths (weights random)."""
+    overrides = json.loads(TINY.read_text())
+    torch.manual_seed(0)
+    net = AutoencoderKL(spatial_dims=3, in_channels=1, out_channels=1, channels=overrides["autoencoder_def#channels"],
+                        latent_channels=4, num_res_blocks=1, norm_num_groups=overrides["autoencoder_def#norm_num_groups"],
+                        attention_levels=[False] * 3, with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
+    path = tmp_path_factory.mktemp("neocls") / "autoencoder.pt"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def train(out: Path, autoencoder: Path, *extra: str, configs: list[str | Path] = ()) -> subprocess.CompletedProcess:
+    return bundle_run(
+        ["train.json", TINY, *configs], "--autoencoder_path", str(autoencoder), "--output_dir", str(out / "run"),
+        "--ckpt_dir", str(out / "models"), "--epochs", "1", "--batch_size", "2", "--num_workers", "0", *extra,
+    )
+
+
+def test_metadata_is_valid_offline():
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"),
+         "--filepath", str(SCHEMA)], capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0 and "verified with no error" in result.stdout + result.stderr
+
+
+def test_pattennet_uses_the_autoencoder_neogen_trains():
+    neocls = json.loads((CONFIGS / "train.json").read_text())["autoencoder_def"]
+    neogen = json.loads((REPO / "bundles" / "neogen" / "configs" / "train_autoencoder.json").read_text())
+    assert neocls == {**neogen["autoencoder_def"], "latent_channels": 4} and neogen["latent_channels"] == 4
+
+
+def imbalanced_real(tmp_path: Path) -> tuple[Path, list[dict]]:
+    """The shipped sample plus four more PNI- items (copies of its negatives), so PNI+ is the minority."""
+    real = patches_with_tumour(load_patch_datalist(BUNDLE / "sample_data" / "patches.json", required_keys=["patch", "pni"]))
+    negatives = [item for item in real if item["pni"] == 0]
+    real += [{**negatives[i % len(negatives)], "case_id": f"extra{i}"} for i in range(4)]
+    path = tmp_path / "real.json"
+    path.write_text(json.dumps({"testing": real}))
+    return path, real
+
+
+def test_pattennet_trains_on_real_and_synthetic_patches(autoencoder, tmp_path):
+    real_file, real = imbalanced_real(tmp_path)
+    train_split, _ = stratified_split(real, 0.2, seed=0)
+    n_neg, n_pos = sum(i["pni"] == 0 for i in train_split), sum(i["pni"] == 1 for i in train_split)
+    assert n_neg > n_pos
+    sources = [item for item in train_split if item["pni"] == 1]
+    synthetic = [{"case_id": f"syn{i}", "patch": sources[i % len(sources)]["patch"], "pni": 1, "synthetic": True,
+                  "source_case": sources[i % len(sources)]["case_id"]} for i in range(n_neg - n_pos)]
+    (tmp_path / "synthetic.json").write_text(json.dumps({"training": synthetic}))
+    result = train(tmp_path, autoencoder, "--datalist_file", str(real_file), "--synthetic_datalist_file",
+                   str(tmp_path / "synthetic.json"), "--synthetic_ratio", "1.0", "--tracking", "mlflow")
+    log = result.stdout + result.stderr
+    # r = 1 balances the classes: 2 x n_neg items, so ceil(2 n_neg / 2) iterations of batch 2
+    assert f"Iter: {n_neg}/{n_neg}" in log
+    assert "val_auc" in log and (tmp_path / "models" / "model.pt").is_file()
+    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert any(k.startswith("latent_encoder.") for k in state) and any(".attention." in k for k in state)
+    assert (tmp_path / "run" / "mlruns.db").is_file() and list((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_synthetic_patches_from_validation_masks_are_refused(autoencoder, tmp_path):
+    real_file, real = imbalanced_real(tmp_path)
+    _, val_split = stratified_split(real, 0.2, seed=0)
+    positive = next(item for item in val_split if item["pni"] == 1)
+    leak = [{"case_id": f"syn{i}", "patch": positive["patch"], "pni": 1, "synthetic": True,
+             "source_case": positive["case_id"]} for i in range(10)]
+    (tmp_path / "leak.json").write_text(json.dumps({"training": leak}))
+    result = bundle_run(["train.json", TINY], "--autoencoder_path", str(autoencoder), "--output_dir",
+                        str(tmp_path / "run"), "--datalist_file", str(real_file), "--synthetic_datalist_file",
+                        str(tmp_path / "leak.json"), "--synthetic_ratio", "1.0", "--epochs", "1", check=False)
+    assert result.returncode != 0 and "outside the training split" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("override", sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob("ablations/*.json")))
+def test_each_ablation_trains(override, autoencoder, tmp_path):
+    assert "val_auc" in (lambda r: r.stdout + r.stderr)(train(tmp_path, autoencoder, configs=[override]))
+
+
+@pytest.mark.parametrize("override", sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob("networks/*.json")))
+def test_each_baseline_trains(override, autoencoder, tmp_path):
+    train(tmp_path, autoencoder, configs=[override])
+    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert not any(k.startswith("latent_encoder.") for k in state)  # no frozen autoencoder in a baseline
+
+
+def test_training_resumes(autoencoder, tmp_path):
+    train(tmp_path, autoencoder)
+    result = train(tmp_path, autoencoder, "--epochs", "2")
+    log = result.stdout + result.stderr
+    assert "Restored all variables from" in log and "Epoch[2] Complete" in log and "Epoch[1] Complete" not in log
