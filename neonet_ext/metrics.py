@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.handlers import IgniteMetricHandler
 from monai.metrics import HausdorffDistanceMetric
 from monai.utils import MetricReduction
 
-__all__ = ["HausdorffDistanceMM", "HausdorffDistanceMMMetric"]
+__all__ = ["HausdorffDistanceMM", "HausdorffDistanceMMMetric", "bootstrap_auc", "expected_calibration_error"]
 
 
 def _spacing(image: MetaTensor) -> list[float]:
@@ -55,3 +56,40 @@ class HausdorffDistanceMM(IgniteMetricHandler):
             include_background=include_background, percentile=percentile, reduction=reduction
         )
         super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)
+
+
+def bootstrap_auc(
+    labels: np.ndarray, scores: np.ndarray, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """ROC AUC with a percentile bootstrap confidence interval: ``(auc, low, high)``.
+
+    Cases are resampled with replacement ``n_resamples`` times (seeded); resamples holding
+    one class only are skipped, as their AUC is undefined.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
+    if len(set(labels.tolist())) != 2:
+        raise ValueError("ROC AUC needs both classes among the labels")
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(labels), len(labels))
+        if labels[idx].min() != labels[idx].max():
+            aucs.append(roc_auc_score(labels[idx], scores[idx]))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(aucs, [tail, 100 - tail])
+    return float(roc_auc_score(labels, scores)), float(low), float(high)
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, n_bins: int = 10) -> float:
+    """ECE of positive-class probabilities: the case-weighted mean |observed rate - mean probability|
+    over ``n_bins`` equal-width bins of [0, 1]."""
+    labels, probabilities = np.asarray(labels, dtype=float), np.asarray(probabilities, dtype=float)
+    bins = np.clip((probabilities * n_bins).astype(int), 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        members = bins == b
+        if members.any():
+            ece += members.mean() * abs(labels[members].mean() - probabilities[members].mean())
+    return float(ece)
