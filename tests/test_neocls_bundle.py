@@ -123,3 +123,17 @@ def test_training_resumes(autoencoder, tmp_path):
     result = train(tmp_path, autoencoder, "--epochs", "2")
     log = result.stdout + result.stderr
     assert "Restored all variables from" in log and "Epoch[2] Complete" in log and "Epoch[1] Complete" not in log
+
+
+def test_evaluation_writes_probabilities_and_figures(autoencoder, tmp_path):
+    train(tmp_path, autoencoder)
+    result = bundle_run(["train.json", TINY, "evaluate.json"], "--ckpt_dir", str(tmp_path / "models"),
+                        "--output_dir", str(tmp_path / "eval"), "--num_workers", "0")
+    assert "ROC AUC" in result.stdout + result.stderr
+    rows = (tmp_path / "eval" / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "case,pni_probability,pni" and len(rows) == 1 + 7  # the sample's 7 patches with a tumour
+    assert all(0 <= float(r.split(",")[1]) <= 1 for r in rows[1:])
+    figures = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert figures["roc_auc_ci95_low"] <= figures["roc_auc"] <= figures["roc_auc_ci95_high"]
+    assert figures["n_cases"] == 7 and figures["n_positive"] == 4
+    assert (tmp_path / "eval" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
