@@ -131,11 +131,13 @@ def main() -> None:
                 print(json.dumps(report), flush=True)
             rows.append(f"| {name} | {steps} | {r['samples']} | {r['s_per_patch']:.2f} | {r['peak_rss_mib']:.0f}{fidelity} |")
             print(rows[-1], flush=True)
-        print("\n| scheduler | steps | patches | s per patch (median) | peak RSS (MiB)"
-              + (" | MMD | tumour contrast | class+ rate |" if args.real else " |"))
+        header = "| scheduler | steps | patches | s per patch (median) | peak RSS (MiB) |"
+        if args.real:
+            header += " MMD | tumour contrast | class+ rate |"
+        print("\n" + header + "\n|" + " --- |" * (header.count("|") - 1))
         print("\n".join(rows))
         if not args.no_training:
-            print("\n| stage | s per step (batch 2, 64x64x32) |")
+            print("\n| stage | s per step (batch 2, 64x64x32) |\n| --- | --- |")
             for stage, label in enumerate(("autoencoder + discriminator", "diffusion UNet", "ControlNet"), 1):
                 if stage > 1 and not (work / "train_models" / "autoencoder.pt").exists():
                     break
