@@ -193,3 +193,32 @@ def test_patch_grid_is_written_atomically(tmp_path):
     out = tmp_path / "grid.png"
     save_patch_grid([("real", real.images, real.masks), ("generated", generated.images, generated.masks)], out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and list(tmp_path.iterdir()) == [out]
+
+
+def test_sampler_embeds_the_masks_once_and_gives_the_same_image():
+    from monai.networks.nets import ControlNet, DiffusionModelUNet
+    from monai.networks.schedulers import DDIMScheduler
+
+    from neonet_ext.generative import MaskConditionedSampler
+
+    torch.manual_seed(0)
+    kw = dict(spatial_dims=3, in_channels=2, channels=(8, 8), attention_levels=(False, True), num_head_channels=(0, 8),
+              num_res_blocks=1, norm_num_groups=4, with_conditioning=True, cross_attention_dim=2)
+    unet = DiffusionModelUNet(out_channels=2, **kw)
+    controlnet = ControlNet(conditioning_embedding_in_channels=2, conditioning_embedding_num_channels=(4, 8), **kw)
+    torch.nn.init.normal_(controlnet.controlnet_cond_embedding.conv_out.conv.weight, std=0.1)  # not zero: masks matter
+    masks = torch.zeros(1, 2, 8, 8, 8)
+    masks[:, 0, 1:7, 1:7, 1:7] = 1
+    masks[:, 1, 3:5, 3:5, 3:5] = 1
+    calls = []
+    controlnet.controlnet_cond_embedding.conv_in.register_forward_hook(lambda *_: calls.append(1))
+    images = {}
+    for cache in (True, False):
+        calls.clear()
+        sampler = MaskConditionedSampler(tiny_autoencoder(), unet, controlnet, LatentScale(1.0),
+                                         DDIMScheduler(num_train_timesteps=100), num_inference_steps=5,
+                                         cache_condition_embedding=cache)
+        images[cache] = sampler(masks, class_index=1, seed=3)
+        assert len(calls) == (1 if cache else 5)
+    torch.testing.assert_close(images[True], images[False])
+    assert "forward" not in vars(controlnet.controlnet_cond_embedding)  # the module is left as it was

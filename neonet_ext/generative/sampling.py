@@ -19,6 +19,27 @@ def masked_patch(image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return image * (masks > 0).to(image.dtype)
 
 
+class _ConstantInputCache:
+    """Reuse a module's output while it gets the very same input tensor (same storage, version, shape).
+
+    The ControlNet embeds the full-resolution masks at every denoising step although they
+    never change within one sample; that embedding is about a fifth of a step on CPU.
+    """
+
+    def __init__(self, forward) -> None:
+        self.forward = forward
+        self.key: tuple | None = None
+        self.value: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return self.forward(x)
+        key = (x.data_ptr(), x._version, tuple(x.shape), x.dtype, x.device)
+        if key != self.key:
+            self.key, self.value = key, self.forward(x)
+        return self.value
+
+
 class MaskConditionedSampler:
     """Sample image crops (B, 1, *S) for a class, given condition masks (B, 2, *S).
 
@@ -37,6 +58,8 @@ class MaskConditionedSampler:
         num_classes: number of classes of the context.
         guidance_scale: classifier-free guidance weight; None samples with the class context only.
         verbose: show a progress bar over the steps.
+        cache_condition_embedding: embed the masks once per sample instead of at every step
+            (same result, faster).
     """
 
     def __init__(
@@ -50,6 +73,7 @@ class MaskConditionedSampler:
         num_classes: int = 2,
         guidance_scale: float | None = None,
         verbose: bool = False,
+        cache_condition_embedding: bool = True,
     ) -> None:
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
@@ -62,6 +86,7 @@ class MaskConditionedSampler:
         self.to_context = ClassContext(num_classes)
         self.guidance_scale = guidance_scale
         self.verbose = verbose
+        self.cache_condition_embedding = cache_condition_embedding
         self.inferer = ControlNetDiffusionInferer(scheduler)
 
     @property
@@ -89,18 +114,28 @@ class MaskConditionedSampler:
             self.scheduler.set_timesteps(self.num_inference_steps, device=self.device, input_img_size_numel=numel)
         else:
             self.scheduler.set_timesteps(self.num_inference_steps, device=self.device)
+        embedding = getattr(self.controlnet, "controlnet_cond_embedding", None)
+        if self.cache_condition_embedding and embedding is not None:
+            embedding.forward = _ConstantInputCache(type(embedding).forward.__get__(embedding))
         # DDPM and DDIM (eta > 0) draw step noise from the global generator: seed it too.
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            z = self.inferer.sample(
-                input_noise=noise,
-                diffusion_model=self.diffusion_model,
-                controlnet=self.controlnet,
-                cn_cond=masks,
-                scheduler=self.scheduler,
-                conditioning=context,
-                cfg=self.guidance_scale,
-                verbose=self.verbose,
-            )
+        try:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                z = self._sample(noise, masks, context)
+        finally:
+            if embedding is not None and "forward" in vars(embedding):
+                del embedding.forward  # back to the class's forward
         image = self.autoencoder.decode_stage_2_outputs(z / self.latent_scale.value)
         return image.clamp(0.0, 1.0)
+
+    def _sample(self, noise: torch.Tensor, masks: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.inferer.sample(
+            input_noise=noise,
+            diffusion_model=self.diffusion_model,
+            controlnet=self.controlnet,
+            cn_cond=masks,
+            scheduler=self.scheduler,
+            conditioning=context,
+            cfg=self.guidance_scale,
+            verbose=self.verbose,
+        )
