@@ -137,3 +137,17 @@ def test_evaluation_writes_probabilities_and_figures(autoencoder, tmp_path):
     assert figures["roc_auc_ci95_low"] <= figures["roc_auc"] <= figures["roc_auc_ci95_high"]
     assert figures["n_cases"] == 7 and figures["n_positive"] == 4
     assert (tmp_path / "eval" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_multi_gpu_config_runs_with_two_cpu_processes(autoencoder, tmp_path):
+    real_file, _ = imbalanced_real(tmp_path)  # enough cases that each rank gets validation data
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    files = "[" + ",".join(f"'{p}'" for p in (CONFIGS / "train.json", TINY, CONFIGS / "multi_gpu_train.json")) + "]"
+    cmd = [*launcher, "-m", "monai.bundle", "run", "--config_file", files, "--datalist_file", str(real_file),
+           "--autoencoder_path", str(autoencoder), "--output_dir", str(tmp_path / "run"), "--ckpt_dir",
+           str(tmp_path / "models"), "--epochs", "1", "--batch_size", "2", "--num_workers", "0"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "val_auc" in result.stdout + result.stderr
+    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert not any(k.startswith("module.") for k in state) and any(k.startswith("latent_encoder.") for k in state)
