@@ -11,6 +11,7 @@ import pytest
 import torch
 from monai.networks.nets import AutoencoderKL
 
+from bundle_runs import run_bundle
 from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour, stratified_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,12 +22,7 @@ TINY = Path(__file__).parent / "data" / "neocls_tiny.json"
 
 
 def bundle_run(configs: list[str | Path], *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    files = "[" + ",".join(f"'{CONFIGS / c if isinstance(c, str) else c}'" for c in configs) + "]"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, *overrides]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
+    return run_bundle(CONFIGS, configs, *overrides, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -142,12 +138,11 @@ def test_evaluation_writes_probabilities_and_figures(autoencoder, tmp_path):
 def test_multi_gpu_config_runs_with_two_cpu_processes(autoencoder, tmp_path):
     real_file, _ = imbalanced_real(tmp_path)  # enough cases that each rank gets validation data
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    files = "[" + ",".join(f"'{p}'" for p in (CONFIGS / "train.json", TINY, CONFIGS / "multi_gpu_train.json")) + "]"
-    cmd = [*launcher, "-m", "monai.bundle", "run", "--config_file", files, "--datalist_file", str(real_file),
-           "--autoencoder_path", str(autoencoder), "--output_dir", str(tmp_path / "run"), "--ckpt_dir",
-           str(tmp_path / "models"), "--epochs", "1", "--batch_size", "2", "--num_workers", "0"]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_bundle(
+        CONFIGS, ["train.json", TINY, "multi_gpu_train.json"], "--datalist_file", str(real_file), "--autoencoder_path",
+        str(autoencoder), "--output_dir", str(tmp_path / "run"), "--ckpt_dir", str(tmp_path / "models"),
+        "--epochs", "1", "--batch_size", "2", "--num_workers", "0", launcher=launcher,
+    )
     assert "val_auc" in result.stdout + result.stderr
     state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in state) and any(k.startswith("latent_encoder.") for k in state)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from bundle_runs import run_bundle
 from neonet_ext.data.patches import load_patch_datalist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,12 +25,7 @@ STAGES = ["train_autoencoder.json", "train_diffusion.json", "train_controlnet.js
 
 
 def bundle_run(configs: list[str | Path], *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
-    files = "[" + ",".join(f"'{CONFIGS / c if isinstance(c, str) else c}'" for c in configs) + "]"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, *overrides]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
+    return run_bundle(CONFIGS, configs, *overrides, check=check)
 
 
 def train_stage(n: int, out: Path, *extra: str, schedulers: list[str] = ()) -> subprocess.CompletedProcess:

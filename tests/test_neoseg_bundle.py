@@ -15,6 +15,7 @@ import pydicom
 import pytest
 import torch
 
+from bundle_runs import run_bundle
 from neonet_ext.data.patches import load_patch_datalist
 from neonet_ext.data.synthetic import SyntheticCohortConfig, write_cohort
 from neonet_ext.labels import LABEL_NAMES
@@ -27,12 +28,7 @@ TINY_PATCH = {"unet": "[32,32,16]", "segresnet": "[32,32,16]", "dynunet": "[32,3
 
 
 def bundle_run(configs: list[str], *overrides: str, launcher: list[str] | None = None, check: bool = True):
-    config_files = "[" + ",".join(f"'{CONFIGS / c}'" for c in configs) + "]"
-    cmd = [*(launcher or [sys.executable]), "-m", "monai.bundle", "run", "--config_file", config_files, *overrides]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
+    return run_bundle(CONFIGS, configs, *overrides, launcher=launcher, check=check)
 
 
 @pytest.fixture(scope="module")
