@@ -139,6 +139,14 @@ def test_ddpm_sampling_override(trained, tmp_path):
     assert len(load_patch_datalist(tmp_path / "synthetic_patches.json")) == 1
 
 
+def test_classifier_free_guidance_changes_the_sample(trained, tmp_path):
+    for name, scale in (("plain", []), ("guided", ["--guidance_scale", "3.0"])):
+        generate(tmp_path / name, trained / "models", "--num_samples", "1", "--augment_masks", "False", *scale)
+    images = [nib.load(tmp_path / n / "synthetic_class1_0000" / "synthetic_class1_0000_tlcr_image.nii.gz").get_fdata()
+              for n in ("plain", "guided")]
+    assert not np.array_equal(images[0], images[1])
+
+
 def test_rectified_flow_trains_and_samples(trained, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
