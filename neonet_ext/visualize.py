@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from neonet_ext.labels import LIVER, TUMOUR  # noqa: E402
 from neonet_ext.utils.io import atomic_path  # noqa: E402
 
-__all__ = ["MontageRow", "save_montage", "save_patch_grid"]
+__all__ = ["MontageRow", "save_case_report", "save_montage", "save_patch_grid"]
 
 
 @dataclass
@@ -120,4 +120,58 @@ def save_patch_grid(
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+
+
+def save_case_report(
+    image: np.ndarray,
+    label: np.ndarray,
+    spacing: Sequence[float],
+    patch: np.ndarray,
+    attention: np.ndarray,
+    probability: float,
+    title: str,
+    path: str | os.PathLike,
+    dpi: int = 110,
+) -> None:
+    """One page per case that a person can read without a viewer.
+
+    Top row: axial and coronal slices of the volume through the tumour centre with the
+    segmentation (liver green, tumour red). Bottom row: the two TLCR channels' slices through
+    the patch centre, and the attention map over channel 0. The title gives the PNI
+    probability.
+
+    Args:
+        image, label: (X, Y, Z) volume and label map on one grid, RAS.
+        spacing: voxel size in mm (3,).
+        patch: (2, cx, cy, cz) TLCR patch.
+        attention: (cx, cy, cz) attention map on the patch grid, any range (shown normalised).
+        probability: PNI probability in [0, 1].
+        title: the case name.
+    """
+    fig, axes = plt.subplots(2, 3, figsize=(10.5, 6.6))
+    tumour = np.argwhere(label == TUMOUR)
+    centre = tumour.mean(0).round().astype(int) if len(tumour) else np.array(label.shape) // 2
+    sx, sy, sz = (float(s) for s in spacing)
+    vmin, vmax = _window(image)
+    _show(axes[0, 0], _axial(image, centre[2]), _axial(label, centre[2]), sy / sx, vmin, vmax)
+    axes[0, 0].set_title(f"axial z={centre[2]}", fontsize=8)
+    _show(axes[0, 1], _coronal(image, centre[1]), _coronal(label, centre[1]), sz / sx, vmin, vmax)
+    axes[0, 1].set_title(f"coronal y={centre[1]}", fontsize=8)
+    axes[0, 2].axis("off")
+    axes[0, 2].text(0.0, 0.6, f"PNI probability\n{probability:.3f}", fontsize=20, va="center")
+    axes[0, 2].text(0.0, 0.15, "research use only,\nnot for clinical decisions", fontsize=8, color="0.4")
+    z = patch.shape[-1] // 2
+    for c, name in enumerate(("TLCR ch0: liver+tumour", "TLCR ch1: tumour")):
+        _show(axes[1, c], _axial(patch[c], z), None, sy / sx, vmin, vmax)
+        axes[1, c].set_title(name, fontsize=8)
+    span = float(attention.max() - attention.min())
+    heat = (attention - attention.min()) / span if span > 0 else np.zeros_like(attention)
+    _show(axes[1, 2], _axial(patch[0], z), None, sy / sx, vmin, vmax)
+    axes[1, 2].imshow(_axial(heat, z), cmap="jet", alpha=0.4, vmin=0, vmax=1, aspect=sy / sx, interpolation="bilinear")
+    axes[1, 2].set_title("attention over ch0", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)

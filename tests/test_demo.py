@@ -73,3 +73,18 @@ def test_bad_cases_are_reported_and_the_batch_goes_on(tmp_path, cohort):
     assert "(1, X, Y, Z)" in failures[2]
     assert (tmp_path / "out" / "case_000_tlcr.nii.gz").exists()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case_000_tlcr.nii.gz", "case_000_tlcr_mask.nii.gz"]
+
+
+def test_case_report_page(tmp_path):
+    from neonet_ext.data.synthetic import generate_case
+    from neonet_ext.transforms import TLCR
+    from neonet_ext.visualize import save_case_report
+
+    case = generate_case(0, 5, SyntheticCohortConfig(shape=(64, 56, 24)))
+    patch = TLCR(roi_size=(32, 32, 16))(case.image[None], case.label[None])
+    attention = np.random.default_rng(0).uniform(size=(32, 32, 16))
+    out = tmp_path / "case.png"
+    spacing = np.abs(np.diag(case.affine)[:3])
+    save_case_report(case.image, case.label, spacing, patch, attention, 0.731, "case_000", out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and list(tmp_path.iterdir()) == [out]
+    save_case_report(case.image, case.label, spacing, patch, np.zeros((32, 32, 16)), 0.0, "flat", out)
