@@ -31,7 +31,7 @@ def test_synthetic_needed_follows_the_ratio(ratio, expected):
 
 def test_mix_synthetic_balances_from_training_masks_only():
     train, _ = stratified_split(real(20, 8), 0.25, seed=0)
-    n_neg, n_pos = sum(i["pni"] == 0 for i in train), sum(i["pni"] == 1 for i in train)
+    n_neg = sum(i["pni"] == 0 for i in train)
     sources = [i["case_id"] for i in train if i["pni"] == 1]
     synthetic = [{"case_id": f"s{k}", "pni": 1, "synthetic": True, "source_case": sources[k % len(sources)]}
                  for k in range(30)]

@@ -87,6 +87,7 @@ class MaskConditionedSampler:
         self.guidance_scale = guidance_scale
         self.verbose = verbose
         self.cache_condition_embedding = cache_condition_embedding
+        self._latent_shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
         self.inferer = ControlNetDiffusionInferer(scheduler)
 
     @property
@@ -95,9 +96,11 @@ class MaskConditionedSampler:
 
     @torch.no_grad()
     def latent_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Latent (C_z, *S_z) of an image crop of spatial shape ``image_shape``."""
-        z_mu, _ = self.autoencoder.encode(torch.zeros(1, 1, *image_shape, device=self.device))
-        return tuple(z_mu.shape[1:])
+        """Latent (C_z, *S_z) of an image crop of spatial shape ``image_shape`` (one encoder pass per shape)."""
+        if image_shape not in self._latent_shapes:
+            z_mu, _ = self.autoencoder.encode(torch.zeros(1, 1, *image_shape, device=self.device))
+            self._latent_shapes[image_shape] = tuple(z_mu.shape[1:])
+        return self._latent_shapes[image_shape]
 
     @torch.no_grad()
     def __call__(self, masks: torch.Tensor, class_index: int, seed: int = 0) -> torch.Tensor:

@@ -116,8 +116,9 @@ class PatchSynthesizer:
 
     def run(self) -> list[dict]:
         """Generate and write every sample; return the datalist entries."""
+        checked = {}  # every source once, before anything is written; reused for those samples
         for i in range(min(self.num_samples, len(self.sources))):
-            masks, source = self.condition(i)
+            masks, source = checked[i] = self.condition(i)
             check_condition_masks(masks, str(source[self.mask_key]), self.spatial_shape)
         save = {
             key: SaveImage(output_dir=self.output_dir, output_postfix=postfix, separate_folder=True, resample=False,
@@ -128,8 +129,11 @@ class PatchSynthesizer:
         entries = []
         for i in range(self.num_samples):
             start = time.perf_counter()
-            masks, source = self.condition(i)
-            check_condition_masks(masks, str(source[self.mask_key]), self.spatial_shape)
+            if i in checked:
+                masks, source = checked.pop(i)
+            else:  # a source used again, with another augmentation
+                masks, source = self.condition(i)
+                check_condition_masks(masks, str(source[self.mask_key]), self.spatial_shape)
             image = self.sampler(masks[None], self.class_index, seed=self.seed + i)[0].cpu()
             name = f"{self.name_prefix}_class{self.class_index}_{i:04d}"
             meta = dict(getattr(masks, "meta", {}))

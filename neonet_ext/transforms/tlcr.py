@@ -152,9 +152,7 @@ class TLCR(Transform):
         start = self.window(lab)
         if start is None:
             return patch, masks, None
-        stop = np.minimum(start + self.roi_size, img.shape[1:])
-        src = tuple(slice(a, b) for a, b in zip(start, stop))
-        dst = tuple(slice(0, b - a) for a, b in zip(start, stop))
+        src, dst = _crop_slices(start, self.roi_size, img.shape[1:])
         # The crop is a strided view of a large volume: read each source once into
         # contiguous memory, then work there.
         lab_crop = np.ascontiguousarray(lab[(0, *src)])
@@ -182,9 +180,8 @@ class TLCR(Transform):
         img = _as_numpy(image)
         crop = np.zeros((1, *self.roi_size), dtype=img.dtype)
         if start is not None:
-            stop = np.minimum(start + self.roi_size, img.shape[1:])
-            src = tuple(slice(a, b) for a, b in zip(start, stop))
-            crop[(0, *(slice(0, b - a) for a, b in zip(start, stop)))] = img[(0, *src)]
+            src, dst = _crop_slices(start, self.roi_size, img.shape[1:])
+            crop[(0, *dst)] = img[(0, *src)]
         return crop
 
     def __call__(
@@ -203,6 +200,12 @@ class TLCR(Transform):
         if not return_masks:
             return patch_out
         return patch_out, _like(masks, image, meta)
+
+
+def _crop_slices(start: np.ndarray, roi_size: Sequence[int], shape: Sequence[int]) -> tuple[tuple, tuple]:
+    """Source slices in the volume and destination slices in the (zero-padded) crop."""
+    stop = np.minimum(start + np.asarray(roi_size), shape)
+    return tuple(slice(a, b) for a, b in zip(start, stop)), tuple(slice(0, b - a) for a, b in zip(start, stop))
 
 
 def _crop_meta(reference: np.ndarray | torch.Tensor, start: np.ndarray | None, roi_size: Sequence[int]) -> dict | None:
