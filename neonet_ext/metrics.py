@@ -11,13 +11,32 @@ from monai.handlers import IgniteMetricHandler
 from monai.metrics import HausdorffDistanceMetric
 from monai.utils import MetricReduction
 
-__all__ = ["HausdorffDistanceMM", "HausdorffDistanceMMMetric", "bootstrap_auc", "expected_calibration_error"]
+__all__ = [
+    "HausdorffDistanceMM",
+    "HausdorffDistanceMMMetric",
+    "bootstrap_auc",
+    "expected_calibration_error",
+    "label_volume_ml",
+]
 
 
 def _spacing(image: MetaTensor) -> list[float]:
     affine = image.affine
     affine = affine[0] if affine.ndim == 3 else affine
     return torch.linalg.norm(affine[:3, :3].float(), dim=0).tolist()
+
+
+def label_volume_ml(label: torch.Tensor, value: int) -> float:
+    """Volume in millilitres of the voxels equal to ``value`` in a label map.
+
+    Args:
+        label: (1, X, Y, Z) label map; a MetaTensor gives the voxel size from its affine,
+            anything else counts 1 mm^3 per voxel.
+        value: the label to measure, e.g. ``neonet_ext.labels.TUMOUR``.
+    """
+    voxel_mm3 = float(np.prod(_spacing(label))) if isinstance(label, MetaTensor) else 1.0
+    count = int((torch.as_tensor(label) == value).sum())
+    return count * voxel_mm3 / 1000.0
 
 
 class HausdorffDistanceMMMetric(HausdorffDistanceMetric):

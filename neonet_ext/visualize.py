@@ -128,8 +128,8 @@ def save_case_report(
     label: np.ndarray,
     spacing: Sequence[float],
     patch: np.ndarray,
-    attention: np.ndarray,
-    probability: float,
+    attention: np.ndarray | None,
+    probability: float | None,
     title: str,
     path: str | os.PathLike,
     dpi: int = 110,
@@ -145,8 +145,9 @@ def save_case_report(
         image, label: (X, Y, Z) volume and label map on one grid, RAS.
         spacing: voxel size in mm (3,).
         patch: (2, cx, cy, cz) TLCR patch.
-        attention: (cx, cy, cz) attention map on the patch grid, any range (shown normalised).
-        probability: PNI probability in [0, 1].
+        attention: (cx, cy, cz) attention map on the patch grid, any range (shown normalised);
+            None leaves its panel empty.
+        probability: PNI probability in [0, 1]; None when no tumour was found (said on the page).
         title: the case name.
     """
     fig, axes = plt.subplots(2, 3, figsize=(10.5, 6.6))
@@ -159,17 +160,23 @@ def save_case_report(
     _show(axes[0, 1], _coronal(image, centre[1]), _coronal(label, centre[1]), sz / sx, vmin, vmax)
     axes[0, 1].set_title(f"coronal y={centre[1]}", fontsize=8)
     axes[0, 2].axis("off")
-    axes[0, 2].text(0.0, 0.6, f"PNI probability\n{probability:.3f}", fontsize=20, va="center")
+    verdict = "no tumour found:\nno PNI prediction" if probability is None else f"PNI probability\n{probability:.3f}"
+    axes[0, 2].text(0.0, 0.6, verdict, fontsize=20 if probability is not None else 14, va="center")
     axes[0, 2].text(0.0, 0.15, "research use only,\nnot for clinical decisions", fontsize=8, color="0.4")
     z = patch.shape[-1] // 2
     for c, name in enumerate(("TLCR ch0: liver+tumour", "TLCR ch1: tumour")):
         _show(axes[1, c], _axial(patch[c], z), None, sy / sx, vmin, vmax)
         axes[1, c].set_title(name, fontsize=8)
-    span = float(attention.max() - attention.min())
-    heat = (attention - attention.min()) / span if span > 0 else np.zeros_like(attention)
-    _show(axes[1, 2], _axial(patch[0], z), None, sy / sx, vmin, vmax)
-    axes[1, 2].imshow(_axial(heat, z), cmap="jet", alpha=0.4, vmin=0, vmax=1, aspect=sy / sx, interpolation="bilinear")
-    axes[1, 2].set_title("attention over ch0", fontsize=8)
+    if attention is None:
+        axes[1, 2].axis("off")
+    else:
+        span = float(attention.max() - attention.min())
+        heat = (attention - attention.min()) / span if span > 0 else np.zeros_like(attention)
+        _show(axes[1, 2], _axial(patch[0], z), None, sy / sx, vmin, vmax)
+        axes[1, 2].imshow(
+            _axial(heat, z), cmap="jet", alpha=0.4, vmin=0, vmax=1, aspect=sy / sx, interpolation="bilinear"
+        )
+        axes[1, 2].set_title("attention over ch0", fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:

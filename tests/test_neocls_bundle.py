@@ -87,6 +87,17 @@ def test_pattennet_trains_on_real_and_synthetic_patches(autoencoder, tmp_path):
     assert (tmp_path / "run" / "mlruns.db").is_file() and list((tmp_path / "run" / "tensorboard").iterdir())
 
 
+def test_autoencoder_of_other_widths_is_named(tmp_path):
+    ae = AutoencoderKL(spatial_dims=3, in_channels=1, out_channels=1, channels=[16, 16, 16], latent_channels=4,
+                       num_res_blocks=1, norm_num_groups=4, attention_levels=[False] * 3,
+                       with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
+    torch.save(ae.state_dict(), tmp_path / "wide.pt")
+    result = bundle_run(["train.json", TINY], "--autoencoder_path", str(tmp_path / "wide.pt"), "--output_dir",
+                        str(tmp_path / "run"), "--epochs", "1", check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0 and f"autoencoder checkpoint '{tmp_path / 'wide.pt'}' does not match" in log
+
+
 def test_synthetic_patches_from_validation_masks_are_refused(autoencoder, tmp_path):
     real_file, real = imbalanced_real(tmp_path)
     _, val_split = stratified_split(real, 0.2, seed=0)

@@ -50,6 +50,8 @@ def load_patch_datalist(
             ``testing``, NeoGen ``training``).
         required_keys: keys every item must have.
 
+    An item without ``case_id`` is named after its ``patch`` file (the name up to the first dot).
+
     Raises:
         FileNotFoundError: no such file.
         ValueError: not JSON, no list under the key(s), or an item lacking a required key;
@@ -76,6 +78,8 @@ def load_patch_datalist(
         for key in PATH_KEYS:
             if isinstance(item.get(key), str) and not os.path.isabs(item[key]):
                 item[key] = str(base / item[key])
+        if "case_id" not in item and isinstance(item.get("patch"), str):
+            item["case_id"] = Path(item["patch"]).name.split(".")[0]
         items.append(item)
     return items
 

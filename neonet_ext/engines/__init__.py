@@ -2,6 +2,24 @@
 
 from neonet_ext.engines.case_runner import CaseRunner
 from neonet_ext.engines.classification_report import ClassificationReport
+from neonet_ext.engines.pni import (
+    ATTENTION_METHODS,
+    PNIPredictor,
+    PNIPredictord,
+    SaveCaseReportd,
+    gradcam_target_layer,
+    tumour_volume_ml,
+)
 from neonet_ext.engines.time_limit import TimeLimitHandler
 
-__all__ = ["CaseRunner", "ClassificationReport", "TimeLimitHandler"]
+__all__ = [
+    "ATTENTION_METHODS",
+    "CaseRunner",
+    "ClassificationReport",
+    "PNIPredictor",
+    "PNIPredictord",
+    "SaveCaseReportd",
+    "TimeLimitHandler",
+    "gradcam_target_layer",
+    "tumour_volume_ml",
+]

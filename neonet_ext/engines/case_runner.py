@@ -7,6 +7,8 @@ skipped, every other case is written, and the run fails at the end.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,24 +32,29 @@ class CaseRunner:
 
     A case whose loading, checks, inference or saving raises is reported (file and
     cause) and skipped; the others go on. At the end a JSON datalist of what was written
-    is saved atomically (e.g. for the next bundle's training), and, if any case failed,
-    ``SystemExit`` is raised with the list of failures, so ``monai.bundle run`` exits
-    non-zero.
+    is saved atomically (e.g. for the next bundle's training), optionally a CSV table of
+    the per-case values with one row per case (failed ones with their error), and, if any
+    case failed, ``SystemExit`` is raised with the list of failures, so
+    ``monai.bundle run`` exits non-zero.
 
     Args:
         datalist: items such as ``{"image": path, "case_id": ..., "pni": ...}``; keys
             other than the image travel into the output datalist.
         preprocessing: dictionary transform producing ``image_key`` of shape (1, X, Y, Z).
-        network: the model, already on ``device`` and loaded.
+        network: the model, already on ``device`` and loaded; None skips inference (the
+            post-processing then works on the pre-processed case alone).
         inferer: e.g. ``SlidingWindowInferer``; called as ``inferer(inputs, network)``.
         postprocessing: dictionary transform applied to the case with ``pred_key``
             (C, X, Y, Z) added; it saves outputs with ``savepath_in_metadict=True``.
         output_dir: folder of the output datalist.
-        saved_keys: keys whose ``meta["saved_to"]`` paths go into the output datalist.
+        saved_keys: keys whose ``meta["saved_to"]`` paths (or string values) go into the
+            output datalist.
         output_datalist: file name of the output datalist inside ``output_dir``.
         datalist_key: top-level key of the output datalist (Decathlon style).
         case_flags: extra per-case values computed from the post-processed case,
             e.g. ``{"tumour_found": lambda d: bool(d["patch_mask"][1].any())}``.
+        output_table: file name of a CSV inside ``output_dir`` with the columns ``case``,
+            the ``case_flags`` and ``error``; None writes no table.
         device: where inference runs.
         amp: autocast on CUDA.
     """
@@ -56,14 +63,15 @@ class CaseRunner:
         self,
         datalist: Sequence[Mapping[str, Any]],
         preprocessing: Callable,
-        network: torch.nn.Module,
-        inferer: Inferer,
+        network: torch.nn.Module | None,
+        inferer: Inferer | None,
         postprocessing: Callable,
         output_dir: str | Path,
         saved_keys: Sequence[str] = ("pred",),
         output_datalist: str = "datalist.json",
         datalist_key: str = "testing",
         case_flags: Mapping[str, Callable[[dict], Any]] | None = None,
+        output_table: str | None = None,
         image_key: str = "image",
         pred_key: str = "pred",
         device: str | torch.device = "cpu",
@@ -79,13 +87,16 @@ class CaseRunner:
         self.output_datalist = output_datalist
         self.datalist_key = datalist_key
         self.case_flags = dict(case_flags or {})
+        self.output_table = output_table
         self.image_key = image_key
         self.pred_key = pred_key
         self.device = torch.device(device)
         self.amp = amp
 
     def infer(self, data: dict) -> dict:
-        """Add ``pred_key`` (C, X, Y, Z) to a pre-processed case."""
+        """Add ``pred_key`` (C, X, Y, Z) to a pre-processed case (nothing without a network)."""
+        if self.network is None:
+            return data
         image = data[self.image_key]
         inputs = image.unsqueeze(0).to(self.device)
         with torch.no_grad(), torch.autocast(self.device.type, enabled=self.amp and self.device.type == "cuda"):
@@ -99,19 +110,35 @@ class CaseRunner:
         """Process one case; return its entry of the output datalist."""
         data = self.postprocessing(self.infer(self.preprocessing(dict(item))))
         entry = {k: v for k, v in item.items() if k != self.image_key}
-        entry[self.image_key] = str(item[self.image_key])
+        if self.image_key in item:
+            entry[self.image_key] = str(item[self.image_key])
         for key in self.saved_keys:
-            entry[key] = relative_to_folder(data[key].meta[MetaKeys.SAVED_TO], self.output_dir)
+            value = data[key]
+            path = value if isinstance(value, (str, Path)) else value.meta[MetaKeys.SAVED_TO]
+            entry[key] = relative_to_folder(path, self.output_dir)
         for name, flag in self.case_flags.items():
             entry[name] = flag(data)
         return entry
 
+    def table_text(self, rows: Sequence[Mapping[str, Any]]) -> str:
+        """CSV text of ``rows`` with the columns ``case``, the case flags and ``error``;
+        floats with 6 decimals, None as an empty cell."""
+        columns = ["case", *self.case_flags, "error"]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: f"{v:.6f}" if isinstance(v, float) else v for c, v in row.items()})
+        return buffer.getvalue()
+
     def run(self) -> list[dict]:
         """Process every case; return the output datalist entries."""
-        self.network.eval()
+        if self.network is not None:
+            self.network.eval()
         n = len(self.datalist)
         entries: list[dict] = []
         failures: list[str] = []
+        rows: list[dict] = []
         for i, item in enumerate(self.datalist, 1):
             start = time.perf_counter()
             name = item.get("case_id", item.get(self.image_key))
@@ -120,15 +147,22 @@ class CaseRunner:
             except Exception as exc:  # one bad case must not stop the batch
                 failures.append(describe_case_error(item, exc, self.image_key))
                 print(f"[{i}/{n}] {name}: FAILED: {failures[-1]}", flush=True)
+                rows.append({"case": name, "error": failures[-1]})
                 continue
             entries.append(entry)
-            flags = "".join(f", {k}={v}" for k, v in entry.items() if k in self.case_flags)
+            rows.append({"case": name, **{k: entry[k] for k in self.case_flags}, "error": ""})
+            flags = "".join(f", {k}={v:.3f}" if isinstance(v, float) else f", {k}={v}"
+                            for k, v in entry.items() if k in self.case_flags)
             print(f"[{i}/{n}] {name}: done in {time.perf_counter() - start:.1f} s{flags}", flush=True)
 
         out = self.output_dir / self.output_datalist
         text = json.dumps({self.datalist_key: entries}, indent=2)
         atomic_write(out, lambda tmp: tmp.write_text(text))
-        print(f"{len(entries)} of {n} cases written; datalist {out}", flush=True)
+        print(f"{len(entries)} of {n} cases written to {self.output_dir}/<case>/; datalist {out}", flush=True)
+        if self.output_table:
+            table = self.output_dir / self.output_table
+            atomic_write(table, lambda tmp: tmp.write_text(self.table_text(rows)))
+            print(f"table {table}", flush=True)
         if failures:
             raise SystemExit(f"{len(failures)} of {n} cases failed:\n  " + "\n  ".join(failures))
         return entries

@@ -1,6 +1,6 @@
 """MONAI-style transforms shared by the NeoNet bundles (array and dictionary pairs)."""
 
-from neonet_ext.transforms.checks import CheckImage, CheckImaged, image_problem
+from neonet_ext.transforms.checks import CheckImage, CheckImaged, CheckPatch, CheckPatchd, image_problem, patch_problem
 from neonet_ext.transforms.conditioning import UNCONDITIONAL, ClassContext, ClassContextd
 from neonet_ext.transforms.tlcr import TLCR, TLCR_ROI_SIZE, TLCRd, tlcr_window, tumour_bounding_box
 
@@ -10,7 +10,10 @@ __all__ = [
     "UNCONDITIONAL",
     "CheckImage",
     "CheckImaged",
+    "CheckPatch",
+    "CheckPatchd",
     "image_problem",
+    "patch_problem",
     "TLCR",
     "TLCR_ROI_SIZE",
     "TLCRd",

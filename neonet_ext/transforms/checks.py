@@ -19,7 +19,7 @@ from monai.utils import TransformBackends, ensure_tuple_rep
 
 from neonet_ext.transforms.utils import source_name
 
-__all__ = ["CheckImage", "CheckImaged", "image_problem"]
+__all__ = ["CheckImage", "CheckImaged", "CheckPatch", "CheckPatchd", "image_problem", "patch_problem"]
 
 
 def _shape_problem(shape: tuple[int, ...], min_size: tuple[int, ...]) -> str | None:
@@ -119,6 +119,70 @@ class CheckImaged(MapTransform):
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.checker = CheckImage(min_size)
+
+    def __call__(self, data: Mapping[Hashable, np.ndarray | torch.Tensor]) -> dict[Hashable, np.ndarray | torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            self.checker(d[key], name=str(key))
+        return d
+
+
+def patch_problem(patch: np.ndarray | torch.Tensor, spatial_size: Sequence[int], channels: int = 2) -> str | None:
+    """What makes ``patch`` unusable as a classifier input of the given shape, or None when it is fine.
+
+    Args:
+        patch: channel-first TLCR patch, expected shape (``channels``, *``spatial_size``).
+        spatial_size: the crop size the classifier was trained on, e.g. (64, 64, 32).
+        channels: expected channel count (2 for TLCR: liver+tumour, tumour).
+    """
+    shape = tuple(int(s) for s in patch.shape)
+    expected = (int(channels), *(int(s) for s in spatial_size))
+    if shape != expected:
+        what = "channel count" if shape[1:] == expected[1:] else "size"
+        return f"wrong patch {what}: shape {shape} (channel first), expected {expected}"
+    x = patch.as_tensor() if isinstance(patch, MetaTensor) else patch
+    lo, hi = _value_range(x if isinstance(x, torch.Tensor) else np.asarray(x))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "non-finite values in the patch"
+    return None
+
+
+class CheckPatch(Transform):
+    """Raise ``ValueError`` unless a patch has exactly the shape a classifier was trained on.
+
+    Meant right after loading precomputed TLCR patches: a patch cut at another crop size or
+    saved with a different channel count fails with its file's name instead of a shape
+    error deep inside the network.
+
+    Args:
+        spatial_size: expected spatial size (X, Y, Z).
+        channels: expected number of channels.
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, spatial_size: Sequence[int], channels: int = 2) -> None:
+        self.spatial_size = tuple(int(s) for s in spatial_size)
+        self.channels = int(channels)
+
+    def __call__(self, patch: np.ndarray | torch.Tensor, name: str = "patch") -> np.ndarray | torch.Tensor:
+        """Return ``patch`` (shape (channels, X, Y, Z)) unchanged."""
+        problem = patch_problem(patch, self.spatial_size, self.channels)
+        if problem:
+            raise ValueError(f"{source_name(patch, name)}: {problem}.")
+        return patch
+
+
+class CheckPatchd(MapTransform):
+    """Dictionary form of :class:`CheckPatch`."""
+
+    backend = CheckPatch.backend
+
+    def __init__(
+        self, keys: KeysCollection, spatial_size: Sequence[int], channels: int = 2, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.checker = CheckPatch(spatial_size, channels)
 
     def __call__(self, data: Mapping[Hashable, np.ndarray | torch.Tensor]) -> dict[Hashable, np.ndarray | torch.Tensor]:
         d = dict(data)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
-__all__ = ["bundle_root", "latest_checkpoint", "select_channel", "split_cases"]
+__all__ = ["BundleStage", "bundle_root", "latest_checkpoint", "load_weights", "select_channel", "split_cases"]
 
 _REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 
@@ -53,3 +55,73 @@ def select_channel(batch: tuple[Sequence, Sequence], channel: int) -> tuple[list
     so that a Dice metric with ``include_background=False`` scores that class alone."""
     keep = [0, channel]
     return [p[keep] for p in batch[0]], [y[keep] for y in batch[1]]
+
+
+def load_weights(network: torch.nn.Module, path: str | os.PathLike, what: str = "model") -> torch.nn.Module:
+    """Load a state dict saved with ``torch.save`` into ``network`` (on the CPU first, weights only).
+
+    Raises:
+        FileNotFoundError: no file at ``path`` (the message says where it looked).
+        RuntimeError: the weights do not fit the network defined in the config (the
+            message names the file and the first mismatches).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} weights not found: {path.resolve()} does not exist.")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as e:
+        details = "\n".join(str(e).splitlines()[1:6])
+        raise RuntimeError(
+            f"{what} weights {path} do not fit the network in the config (were they trained with other "
+            f"network settings?):\n{details}"
+        ) from None
+    return network
+
+
+class BundleStage:
+    """Another bundle's parsed config, to run that bundle as one stage of a chain.
+
+    Reads ``config_file`` of the bundle at ``bundle_root`` (with ``bundle_root`` set to that
+    folder and ``overrides`` applied) and loads its weights (``weights_key``) into its
+    network (``network_key``). Components are then parsed on demand: ``stage["preprocessing"]``.
+
+    Args:
+        bundle_root: the other bundle's folder.
+        name: the bundle's name, for messages.
+        root_option: the command-line option that sets ``bundle_root``, for messages.
+        config_file: the config to read, relative to ``bundle_root``.
+        overrides: config ids and values to replace, e.g. ``{"output_dir": ...}``.
+
+    Raises:
+        FileNotFoundError: no such bundle or no weights, saying where it looked.
+        RuntimeError: weights that do not fit the bundle's network.
+    """
+
+    def __init__(
+        self,
+        bundle_root: str | os.PathLike,
+        name: str,
+        root_option: str = "--bundle_root",
+        config_file: str = "configs/inference.json",
+        overrides: Mapping[str, Any] | None = None,
+        network_key: str = "network",
+        weights_key: str = "checkpoint",
+    ) -> None:
+        from monai.bundle import ConfigParser
+
+        root = Path(bundle_root).resolve()
+        config = root / config_file
+        if not config.is_file():
+            raise FileNotFoundError(f"{name} bundle not found: {config} does not exist; set {root_option}.")
+        self.parser = ConfigParser()
+        self.parser.read_config(str(config))
+        self.parser["bundle_root"] = str(root)
+        for key, value in (overrides or {}).items():
+            self.parser[key] = value
+        self.network = load_weights(self[network_key], self[weights_key], what=name)
+
+    def __getitem__(self, id: str) -> Any:
+        """The parsed (instantiated) config item ``id``."""
+        return self.parser.get_parsed_content(id)

@@ -1,0 +1,288 @@
+"""NeoCls inference: a PNI probability and an attention map per TLCR patch, and the page that shows them.
+
+These are the classification end of the MRI -> NeoSeg -> TLCR -> NeoCls chain. They are
+dictionary transforms, so the chain is one post-processing ``Compose`` that
+:class:`~neonet_ext.engines.CaseRunner` runs case by case.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+from monai.utils import ImageMetaKey
+from monai.visualize import GradCAM
+
+from neonet_ext.labels import LIVER, TUMOUR
+from neonet_ext.metrics import label_volume_ml
+from neonet_ext.networks.nets.pattennet import upsample_attention_map
+from neonet_ext.visualize import save_case_report
+
+__all__ = [
+    "ATTENTION_METHODS",
+    "PNIPredictor",
+    "PNIPredictord",
+    "SaveCaseReportd",
+    "gradcam_target_layer",
+    "tumour_volume_ml",
+]
+
+#: How an attention map is made: PattenNet's spatial attention, Grad-CAM, or no map.
+ATTENTION_METHODS = ("spatial", "gradcam", "none")
+
+
+def tumour_volume_ml(case: Mapping[Hashable, torch.Tensor], seg_key: str = "pred", mask_key: str = "patch_mask") -> float | None:
+    """Tumour volume of a case in ml: from its whole segmentation ``seg_key`` (label map) when
+    there is one, else from the tumour channel of its patch masks (the tumour inside the
+    crop), else None."""
+    if isinstance(case.get(seg_key), torch.Tensor):
+        return label_volume_ml(case[seg_key], TUMOUR)
+    if isinstance(case.get(mask_key), torch.Tensor):
+        return label_volume_ml(case[mask_key][1:], 1)
+    return None
+
+
+def _has_spatial_attention(network: nn.Module) -> bool:
+    return hasattr(network, "forward_with_attention") and any(
+        getattr(getattr(stage, "attention", None), "spatial_attention", None) is not None
+        for stage in getattr(network, "stages", ())
+    )
+
+
+def gradcam_target_layer(network: nn.Module, example: torch.Tensor) -> str:
+    """The layer Grad-CAM reads by default: the convolution of PattenNet's last stage (its
+    gradients pass through that stage's attention gates), else the last trainable layer (in
+    execution order) whose output still has several channels and a spatial extent, found
+    with one forward pass of ``example`` (B, C, X, Y, Z)."""
+    stages = getattr(network, "stages", None)
+    if isinstance(stages, nn.ModuleList) and len(stages):
+        return f"stages.{len(stages) - 1}.conv"
+    order: list[str] = []
+
+    def record(name: str):
+        def hook(module, inputs, output):
+            if (
+                isinstance(output, torch.Tensor)
+                and output.ndim == example.ndim
+                and output.shape[1] > 1
+                and output.shape[2:].numel() > 1
+                and any(p.requires_grad for p in module.parameters(recurse=False))
+            ):
+                order.append(name)
+
+        return hook
+
+    handles = [m.register_forward_hook(record(n)) for n, m in network.named_modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            network(example)
+    finally:
+        for h in handles:
+            h.remove()
+    if not order:
+        raise ValueError(f"no layer of {type(network).__name__} has a spatial output with gradients for Grad-CAM.")
+    return order[-1]
+
+
+class PNIPredictor:
+    """PNI probability and attention map of one TLCR patch.
+
+    Args:
+        network: classifier mapping (B, C, X, Y, Z) to two logits (class 1 = PNI), weights
+            loaded, on ``device``.
+        attention: ``"spatial"``: PattenNet's spatial attention gates, averaged over its
+            blocks and resized to the patch (trilinear); ``"gradcam"``: Grad-CAM of the PNI
+            logit at ``target_layer``; ``"none"``: no map.
+        target_layer: module name for Grad-CAM (see :func:`gradcam_target_layer` for the default).
+        device: where the network runs.
+        amp: autocast on CUDA for the probability.
+
+    Raises:
+        ValueError: ``"spatial"`` asked of a network without spatial attention (a baseline, the
+            channel-only ablation or zero blocks), or an unknown method.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        attention: str = "spatial",
+        target_layer: str | None = None,
+        device: str | torch.device = "cpu",
+        amp: bool = False,
+    ) -> None:
+        if attention not in ATTENTION_METHODS:
+            raise ValueError(f"attention must be one of {ATTENTION_METHODS}, got {attention!r}.")
+        if attention == "spatial" and not _has_spatial_attention(network):
+            raise ValueError(
+                f"attention='spatial' needs PattenNet's spatial attention, which this {type(network).__name__} "
+                "does not have; use --attention gradcam (or none)."
+            )
+        self.network = network.eval()
+        self.attention = attention
+        self.target_layer = target_layer
+        self.device = torch.device(device)
+        self.amp = amp
+        self._gradcam: GradCAM | None = None
+
+    def probability(self, x: torch.Tensor) -> float:
+        """PNI probability of a batch of one patch (1, C, X, Y, Z)."""
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=self.amp and self.device.type == "cuda"):
+            logits = self.network(x)
+        return float(torch.softmax(logits.float(), dim=1)[0, 1])
+
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Attention map (1, X, Y, Z) on the patch grid of a batch of one patch, or None."""
+        if self.attention == "spatial":
+            with torch.no_grad():
+                maps = self.network.attention_maps(x, upsample=False)
+            return upsample_attention_map(torch.stack(maps).mean(0), x.shape[2:])[0].float()
+        if self.attention == "gradcam":
+            if self._gradcam is None:
+                layer = self.target_layer or gradcam_target_layer(self.network, x)
+                if layer not in dict(self.network.named_modules()):
+                    raise ValueError(f"Grad-CAM target layer {layer!r} is not a module of {type(self.network).__name__}.")
+                self._gradcam = GradCAM(self.network, target_layers=layer)
+            with torch.enable_grad():
+                return self._gradcam(x, class_idx=1)[0].detach().float()
+        return None
+
+    def __call__(self, patch: torch.Tensor) -> tuple[float, torch.Tensor | None]:
+        """
+        Args:
+            patch: (C, X, Y, Z) TLCR patch.
+
+        Returns:
+            the PNI probability in [0, 1] and the attention map (1, X, Y, Z) on the CPU, or None.
+        """
+        x = torch.as_tensor(patch, dtype=torch.float32).unsqueeze(0).to(self.device)
+        p = self.probability(x)
+        attention = self.attention_map(x)
+        return p, None if attention is None else attention.cpu()
+
+
+class PNIPredictord(MapTransform):
+    """Dictionary form of :class:`PNIPredictor`, for a case with a TLCR patch.
+
+    Adds ``probability_key`` (a float, or None when the case has no tumour),
+    ``tumour_found_key`` (bool) and ``attention_key`` (a (1, X, Y, Z) MetaTensor with the patch's affine, zeros without a
+    tumour or a map; its ``filename_or_obj`` is the case id, so ``SaveImaged`` names it after
+    the case). A case has no tumour when its ``mask_key`` tumour channel (channel 1) is
+    empty, or, without masks, when the patch's tumour channel is all zero: a classifier
+    trained on tumour patches says nothing about an empty one.
+
+    Args:
+        keys: the patch key (one).
+        predictor: the :class:`PNIPredictor`.
+        mask_key: (2, X, Y, Z) liver-or-tumour and tumour masks of the patch, if present.
+        case_key: the case id, for the attention map's file name.
+    """
+
+    def __init__(
+        self,
+        keys: Hashable = "patch",
+        predictor: PNIPredictor | None = None,
+        mask_key: str = "patch_mask",
+        probability_key: str = "pni_probability",
+        attention_key: str = "attention",
+        tumour_found_key: str = "tumour_found",
+        case_key: str = "case_id",
+    ) -> None:
+        super().__init__(keys)
+        if predictor is None:
+            raise ValueError("PNIPredictord needs a predictor.")
+        self.predictor = predictor
+        self.mask_key = mask_key
+        self.probability_key = probability_key
+        self.attention_key = attention_key
+        self.tumour_found_key = tumour_found_key
+        self.case_key = case_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            patch = d[key]
+            tumour = d[self.mask_key][1] if self.mask_key in d else patch[1]
+            found = bool(tumour.any())
+            probability, attention = self.predictor(patch) if found else (None, None)
+            if attention is None:
+                attention = torch.zeros((1, *patch.shape[1:]), dtype=torch.float32)
+            meta = dict(patch.meta) if isinstance(patch, MetaTensor) else {}  # the patch's affine included
+            meta[ImageMetaKey.FILENAME_OR_OBJ] = str(d.get(self.case_key, meta.get(ImageMetaKey.FILENAME_OR_OBJ, key)))
+            d[self.probability_key] = probability
+            d[self.tumour_found_key] = found
+            d[self.attention_key] = MetaTensor(attention, meta=meta)
+        return d
+
+
+class SaveCaseReportd(MapTransform):
+    """Write :func:`~neonet_ext.visualize.save_case_report`'s one-page PNG of a case.
+
+    The page shows the tumour neighbourhood: ``image_key`` (the unmasked (1, X, Y, Z)
+    crop) with the segmentation from ``mask_key`` ((2, X, Y, Z) liver-or-tumour and tumour
+    masks), the two TLCR channels of ``keys``, the attention map and the probability.
+    Without the crop or the masks it falls back to the patch's channel 0 and its non-zero
+    voxels. Written atomically to ``output_dir/<case>/<case>_report.png``; the path goes
+    into ``report_key``.
+
+    Args:
+        keys: the patch key (one).
+        output_dir: root folder of the per-case outputs.
+    """
+
+    def __init__(
+        self,
+        keys: Hashable = "patch",
+        output_dir: str | os.PathLike = ".",
+        image_key: str = "patch_image",
+        mask_key: str = "patch_mask",
+        attention_key: str = "attention",
+        probability_key: str = "pni_probability",
+        case_key: str = "case_id",
+        report_key: str = "report",
+    ) -> None:
+        super().__init__(keys)
+        self.output_dir = Path(output_dir)
+        self.image_key = image_key
+        self.mask_key = mask_key
+        self.attention_key = attention_key
+        self.probability_key = probability_key
+        self.case_key = case_key
+        self.report_key = report_key
+
+    @staticmethod
+    def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+        return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            patch = self._numpy(d[key]).astype(np.float32)
+            image = self._numpy(d[self.image_key])[0] if self.image_key in d else patch[0]
+            masks = self._numpy(d[self.mask_key]) > 0 if self.mask_key in d else patch != 0
+            label = np.where(masks[1], TUMOUR, np.where(masks[0], LIVER, 0))
+            spacing: Sequence[float] = (1.0, 1.0, 1.0)
+            if isinstance(d[key], MetaTensor):
+                spacing = d[key].pixdim.tolist()
+            attention = d.get(self.attention_key)
+            probability = d.get(self.probability_key)
+            case = str(d.get(self.case_key, "case"))
+            path = self.output_dir / case / f"{case}_report.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_case_report(
+                image,
+                label,
+                spacing,
+                patch,
+                None if attention is None or probability is None else self._numpy(attention)[0],
+                probability,
+                case,
+                path,
+            )
+            d[self.report_key] = str(path)
+        return d

@@ -1,0 +1,152 @@
+"""The whole chain, MRI -> NeoSeg -> TLCR -> NeoCls, run for real with `python -m monai.bundle run`.
+
+NeoSeg runs with its shipped weights; NeoCls with a tiny PattenNet whose head is scaled up so
+that cases get clearly different probabilities (a random head gives ~0.5 everywhere).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from bundle_runs import run_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundles" / "neocls"
+CONFIGS = BUNDLE / "configs"
+NEOSEG_SAMPLE = REPO / "bundles" / "neoseg" / "sample_data" / "imagesTr"
+TINY = Path(__file__).parent / "data" / "neocls_tiny.json"
+
+
+def infer(*overrides: str, configs=("inference.json", TINY), check: bool = True):
+    return run_bundle(CONFIGS, list(configs), *overrides, check=check)
+
+
+def read_table(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="") as f:
+        return {row["case"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "inference.json"), str(TINY)])
+    torch.manual_seed(0)
+    net = parser.get_parsed_content("network_def")
+    torch.nn.init.normal_(net.head[1].weight, std=20.0)
+    path = tmp_path_factory.mktemp("neocls_weights") / "model.pt"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def chain(checkpoint, tmp_path_factory) -> tuple[Path, str]:
+    """The chain on the NeoSeg sample's two volumes plus one broken file."""
+    data = tmp_path_factory.mktemp("mri")
+    for f in NEOSEG_SAMPLE.glob("*.nii.gz"):
+        shutil.copy(f, data / f.name)
+    (data / "broken.nii.gz").write_bytes(b"not a nifti file")
+    out = tmp_path_factory.mktemp("chain")
+    result = infer("--dataset_dir", str(data), "--checkpoint", str(checkpoint), "--output_dir", str(out), check=False)
+    assert result.returncode != 0, "a failed case must make the run fail"
+    return out, result.stdout + result.stderr
+
+
+def test_inference_config_defines_the_trained_network():
+    train = json.loads((CONFIGS / "train.json").read_text())
+    inference = json.loads((CONFIGS / "inference.json").read_text())
+    assert inference["autoencoder_def"] == train["autoencoder_def"]
+    assert inference["network_def"] == {**train["network_def"], "autoencoder_checkpoint": None}
+
+
+def test_chain_writes_probabilities_and_per_case_files(chain):
+    out, log = chain
+    table = read_table(out / "predictions.csv")
+    assert sorted(table) == ["broken", "case_000", "case_001"]
+    assert "broken.nii.gz" in table["broken"]["error"] and "broken.nii.gz" in log
+    probabilities = []
+    for case in ("case_000", "case_001"):
+        row = table[case]
+        assert row["error"] == "" and row["tumour_found"] == "True" and float(row["tumour_volume_ml"]) > 0.5
+        probabilities.append(float(row["pni_probability"]))
+        files = sorted(p.name for p in (out / case).iterdir())
+        assert files == [f"{case}_{s}" for s in ("attention.nii.gz", "report.png", "seg.nii.gz", "tlcr.nii.gz",
+                                               "tlcr_image.nii.gz", "tlcr_mask.nii.gz")]
+        patch, attention = nib.load(out / case / f"{case}_tlcr.nii.gz"), nib.load(out / case / f"{case}_attention.nii.gz")
+        assert attention.shape == patch.shape[:3] and np.allclose(attention.affine, patch.affine)
+        assert np.ptp(attention.get_fdata()) > 0  # a map, not a constant
+        assert (out / case / f"{case}_report.png").read_bytes()[:4] == b"\x89PNG"
+    assert all(0 <= p <= 1 for p in probabilities) and abs(probabilities[0] - probabilities[1]) > 1e-3
+    assert "1 of 3 cases failed" in log
+
+
+def test_precomputed_patches_give_the_chains_probabilities(chain, checkpoint, tmp_path):
+    out, _ = chain
+    infer("--patches_file", str(out / "cases.json"), "--checkpoint", str(checkpoint), "--output_dir", str(tmp_path))
+    from_volume, from_patch = read_table(out / "predictions.csv"), read_table(tmp_path / "predictions.csv")
+    assert sorted(from_patch) == ["case_000", "case_001"]
+    for case, row in from_patch.items():
+        assert abs(float(row["pni_probability"]) - float(from_volume[case]["pni_probability"])) < 1e-4
+        assert row["tumour_volume_ml"] == from_volume[case]["tumour_volume_ml"]  # from NeoSeg's whole segmentation
+        assert sorted(p.name for p in (tmp_path / case).iterdir()) == [f"{case}_attention.nii.gz", f"{case}_report.png"]
+
+
+def test_shipped_patch_sample_with_a_tumourless_case(checkpoint, tmp_path):
+    infer("--patches_file", str(BUNDLE / "sample_data" / "patches.json"), "--checkpoint", str(checkpoint),
+          "--output_dir", str(tmp_path), "--attention", "gradcam")
+    table = read_table(tmp_path / "predictions.csv")
+    assert len(table) == 8 and table["case_007"]["tumour_found"] == "False"
+    assert table["case_007"]["pni_probability"] == "" and table["case_007"]["error"] == ""
+    assert all(0 <= float(r["pni_probability"]) <= 1 for c, r in table.items() if c != "case_007")
+    attention = nib.load(tmp_path / "case_000" / "case_000_attention.nii.gz").get_fdata()
+    assert attention.shape == (64, 64, 32) and 0 <= attention.min() < attention.max() <= 1  # Grad-CAM, normalised
+
+
+def test_patch_of_the_wrong_size_is_named(checkpoint, tmp_path):
+    good = json.loads((BUNDLE / "sample_data" / "patches.json").read_text())["testing"][0]
+    small = tmp_path / "small_tlcr.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((32, 32, 16, 2), np.float32), np.eye(4)), small)
+    one_channel = tmp_path / "one_tlcr.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((64, 64, 32), np.float32), np.eye(4)), one_channel)
+    items = [{**good, "patch": str(BUNDLE / "sample_data" / good["patch"])},
+             {"case_id": "small", "patch": str(small)}, {"case_id": "one", "patch": str(one_channel)}]
+    (tmp_path / "patches.json").write_text(json.dumps({"testing": items}))
+    result = infer("--patches_file", str(tmp_path / "patches.json"), "--checkpoint", str(checkpoint),
+                   "--output_dir", str(tmp_path / "out"), check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "small_tlcr.nii.gz: wrong patch size: shape (2, 32, 32, 16)" in log
+    assert "one_tlcr.nii.gz: wrong patch channel count: shape (1, 64, 64, 32)" in log
+    assert read_table(tmp_path / "out" / "predictions.csv")[good["case_id"]]["error"] == ""
+
+
+def test_missing_neoseg_bundle_or_weights_say_where_they_looked(checkpoint, tmp_path):
+    sample = ("--dataset_dir", str(NEOSEG_SAMPLE), "--output_dir", str(tmp_path / "out"))
+    result = infer("--neoseg_bundle_root", str(tmp_path / "nowhere"), "--checkpoint", str(checkpoint), *sample,
+                   check=False)
+    assert result.returncode != 0
+    assert f"NeoSeg bundle not found: {tmp_path / 'nowhere' / 'configs' / 'inference.json'}" in result.stderr
+    bundle = tmp_path / "neoseg"
+    shutil.copytree(REPO / "bundles" / "neoseg" / "configs", bundle / "configs")
+    result = infer("--neoseg_bundle_root", str(bundle), "--checkpoint", str(checkpoint), *sample, check=False)
+    assert result.returncode != 0 and f"NeoSeg weights not found: {bundle / 'models' / 'model.pt'}" in result.stderr
+
+
+def test_checkpoint_that_does_not_fit_the_config_is_named(checkpoint, tmp_path):
+    result = infer("--checkpoint", str(checkpoint), "--patches_file", str(BUNDLE / "sample_data" / "patches.json"),
+                   "--output_dir", str(tmp_path), configs=["inference.json"], check=False)
+    assert result.returncode != 0 and f"NeoCls weights {checkpoint} do not fit the network" in result.stderr
+
+
+def test_missing_neocls_weights_say_where_they_looked(tmp_path):
+    result = infer("--patches_file", str(BUNDLE / "sample_data" / "patches.json"), "--output_dir", str(tmp_path),
+                   "--checkpoint", str(tmp_path / "absent.pt"), check=False)
+    assert result.returncode != 0 and f"NeoCls weights not found: {tmp_path / 'absent.pt'}" in result.stderr

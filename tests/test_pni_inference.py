@@ -1,0 +1,125 @@
+"""NeoCls's inference pieces: probability and attention per patch, patch checks, volumes, the per-case table."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from monai.data import MetaTensor
+from monai.networks.nets import AutoencoderKL
+
+from neonet_ext.engines import CaseRunner, PNIPredictor, PNIPredictord, SaveCaseReportd, gradcam_target_layer
+from neonet_ext.metrics import label_volume_ml
+from neonet_ext.networks import PattenNet
+from neonet_ext.transforms import CheckPatch, CheckPatchd
+
+SHAPE = (2, 16, 16, 8)
+
+
+def pattennet(**kwargs) -> PattenNet:
+    torch.manual_seed(0)
+    ae = AutoencoderKL(spatial_dims=3, in_channels=1, out_channels=1, channels=(8, 8), latent_channels=4,
+                       num_res_blocks=1, attention_levels=(False, False), norm_num_groups=4)
+    return PattenNet(ae, features=8, reduction=4, **kwargs).eval()
+
+
+class SmallCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv3d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 6, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3, 4)))
+
+
+def patch(seed: int = 0) -> MetaTensor:
+    x = torch.from_numpy(np.random.default_rng(seed).uniform(size=SHAPE).astype(np.float32))
+    return MetaTensor(x, affine=torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0])), meta={"filename_or_obj": "p.nii.gz"})
+
+
+def test_spatial_attention_is_pattennets_gates_on_the_patch_grid():
+    p, attention = PNIPredictor(pattennet(), attention="spatial")(patch())
+    assert 0.0 <= p <= 1.0 and attention.shape == (1, *SHAPE[1:])
+    assert 0.0 <= attention.min() and attention.max() <= 1.0 and attention.std() > 0
+
+
+@pytest.mark.parametrize("network", [SmallCNN(), pattennet(use_spatial_attention=False), pattennet(num_blocks=0)])
+def test_spatial_attention_is_refused_without_spatial_gates(network):
+    with pytest.raises(ValueError, match="use --attention gradcam"):
+        PNIPredictor(network, attention="spatial")
+
+
+def test_gradcam_reads_the_last_spatial_layer():
+    assert gradcam_target_layer(pattennet(), patch()[None]) == "stages.1.conv"
+    assert gradcam_target_layer(SmallCNN(), patch()[None]) == "features.2"
+    for network in (SmallCNN(), pattennet()):
+        p, attention = PNIPredictor(network, attention="gradcam")(patch())
+        assert 0.0 <= p <= 1.0 and attention.shape == (1, *SHAPE[1:]) and 0 <= attention.min() < attention.max() <= 1
+    with pytest.raises(ValueError, match="'nope' is not a module"):
+        PNIPredictor(SmallCNN(), attention="gradcam", target_layer="nope")(patch())
+
+
+def test_attention_none_and_probability_match_softmax():
+    network = SmallCNN().eval()
+    p, attention = PNIPredictor(network, attention="none")(patch())
+    expected = torch.softmax(network(patch()[None].as_tensor()), 1)[0, 1].item()
+    assert attention is None and p == pytest.approx(expected, abs=1e-6)
+
+
+def test_case_without_tumour_gets_no_probability():
+    predictor = PNIPredictord("patch", PNIPredictor(pattennet()))
+    masks = torch.zeros(SHAPE, dtype=torch.uint8)
+    d = predictor({"patch": patch(), "patch_mask": masks, "case_id": "c7"})
+    assert d["pni_probability"] is None and d["tumour_found"] is False
+    assert not d["attention"].any() and d["attention"].meta["filename_or_obj"] == "c7"
+    masks[1, 4:8, 4:8, 2:4] = 1
+    d = predictor({"patch": patch(), "patch_mask": masks, "case_id": "c7"})
+    assert 0 <= d["pni_probability"] <= 1 and d["tumour_found"] is True
+    assert torch.equal(d["attention"].affine, patch().affine)
+
+
+def test_case_report_page_is_written_per_case(tmp_path):
+    d = PNIPredictord("patch", PNIPredictor(pattennet()))({"patch": patch(), "case_id": "c1"})
+    d = SaveCaseReportd("patch", output_dir=tmp_path)(d)
+    assert d["report"] == str(tmp_path / "c1" / "c1_report.png")
+    assert (tmp_path / "c1" / "c1_report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_check_patch_names_the_file_and_the_problem():
+    CheckPatch((16, 16, 8))(patch())
+    with pytest.raises(ValueError, match=r"p.nii.gz: wrong patch size: shape \(2, 16, 16, 8\).*expected \(2, 32, 32, 16\)"):
+        CheckPatch((32, 32, 16))(patch())
+    with pytest.raises(ValueError, match="wrong patch channel count"):
+        CheckPatch((16, 16, 8), channels=3)(patch())
+    bad = patch()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        CheckPatchd("patch", (16, 16, 8))({"patch": bad})
+
+
+def test_label_volume_uses_the_voxel_size():
+    label = MetaTensor(torch.zeros(1, 10, 10, 10), affine=torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0])))
+    label[0, :5, :2, :1] = 2  # 10 voxels of 12 mm^3
+    assert label_volume_ml(label, 2) == pytest.approx(0.12)
+    assert label_volume_ml(label.as_tensor(), 2) == pytest.approx(0.01)
+
+
+def test_case_runner_table_has_a_row_per_case_with_errors(tmp_path):
+    def post(d):
+        if d["case_id"] == "bad":
+            raise ValueError("broken")
+        return {**d, "score": 0.1234567}
+
+    runner = CaseRunner([{"case_id": "a", "image": "a.nii"}, {"case_id": "bad", "image": "bad.nii"}], lambda d: d,
+                        None, None, post, tmp_path, saved_keys=(), case_flags={"score": lambda d: d["score"]},
+                        output_table="table.csv")
+    with pytest.raises(SystemExit, match="1 of 2 cases failed"):
+        runner.run()
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "table.csv").read_text())))
+    assert rows[0] == {"case": "a", "score": "0.123457", "error": ""}
+    assert rows[1]["case"] == "bad" and rows[1]["score"] == "" and "bad.nii: broken" in rows[1]["error"]
