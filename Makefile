@@ -8,7 +8,6 @@ STAMP := $(VENV)/.installed
 # GPU machines: make venv TORCH_INDEX=<the PyTorch wheel index of your CUDA version>
 TORCH_INDEX ?=
 DEMO_OUT ?= output/demo
-DEMO_CASES ?= 6
 PYTEST_ARGS ?=
 
 .PHONY: venv demo test bench clean
@@ -24,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: venv
-	$(PY) -m neonet_ext.demo --out $(DEMO_OUT) --cases $(DEMO_CASES)
+	$(PY) -m neonet_ext.demo --out $(DEMO_OUT)
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

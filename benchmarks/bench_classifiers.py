@@ -36,39 +36,51 @@ def neogen_autoencoder() -> AutoencoderKL:
     )
 
 
+def time_classifiers(rounds: int = 7, batch: int = 1, device: str = "cpu") -> list[tuple[str, int, int, float]]:
+    """``(name, parameters, trainable parameters, median forward ms)`` of PattenNet and each baseline,
+    timed in turn every round on one random (batch, 2, *TLCR_ROI_SIZE) input."""
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    models = {"PattenNet (N=2)": PattenNet(neogen_autoencoder())}
+    models.update({name: get_classifier(name) for name in BASELINES})
+    x = torch.randn(batch, 2, *TLCR_ROI_SIZE, device=dev)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with torch.no_grad():
+        for model in models.values():
+            model.to(dev).eval()(x)
+        for _ in range(rounds):
+            for name, model in models.items():
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                model(x)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - t0)
+    return [
+        (name, sum(p.numel() for p in m.parameters()), sum(p.numel() for p in m.parameters() if p.requires_grad),
+         float(np.median(times[name])) * 1e3)
+        for name, m in models.items()
+    ]
+
+
+def print_table(rows: list[tuple[str, int, int, float]]) -> None:
+    print(f"{'model':20s} {'params':>10s} {'trainable':>10s} {'median ms':>10s}")
+    for name, params, trainable, ms in rows:
+        print(f"{name:20s} {params / 1e6:9.2f}M {trainable / 1e6:9.2f}M {ms:10.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    device = torch.device(args.device)
-
-    models = {"PattenNet (N=2)": PattenNet(neogen_autoencoder())}
-    models.update({name: get_classifier(name) for name in BASELINES})
-    x = torch.randn(args.batch, 2, *TLCR_ROI_SIZE, device=device)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    with torch.no_grad():
-        for model in models.values():
-            model.to(device).eval()(x)
-        for _ in range(args.rounds):
-            for name, model in models.items():
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                model(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times[name].append(time.perf_counter() - t0)
-
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"classifier forward: input {tuple(x.shape)}, {args.rounds} rounds, {where}")
-    print(f"{'model':20s} {'params':>10s} {'trainable':>10s} {'median ms':>10s}")
-    for name, model in models.items():
-        params = sum(p.numel() for p in model.parameters())
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        print(f"{name:20s} {params / 1e6:9.2f}M {trainable / 1e6:9.2f}M {np.median(times[name]) * 1e3:10.1f}")
+    rows = time_classifiers(args.rounds, args.batch, args.device)
+    dev = torch.device(args.device)
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"classifier forward: input ({args.batch}, 2, {', '.join(map(str, TLCR_ROI_SIZE))}), {args.rounds} rounds, {where}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
-"""PNG montages of cases, their labels and TLCR patches, for a person to look at."""
+"""PNG pages of cases, their labels, TLCR patches and attention maps, for a person to look at."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import matplotlib
 
@@ -15,26 +14,7 @@ import numpy as np  # noqa: E402
 from neonet_ext.labels import LIVER, TUMOUR  # noqa: E402
 from neonet_ext.utils.io import atomic_path  # noqa: E402
 
-__all__ = ["MontageRow", "save_case_report", "save_montage", "save_patch_grid"]
-
-
-@dataclass
-class MontageRow:
-    """One case of a montage.
-
-    Attributes:
-        image: (X, Y, Z) volume in RAS orientation (``Orientationd(axcodes="RAS")``).
-        label: (X, Y, Z) label map on the same grid.
-        spacing: voxel size in mm (3,).
-        title: text above the row.
-        patch: optional (2, cx, cy, cz) TLCR patch.
-    """
-
-    image: np.ndarray
-    label: np.ndarray
-    spacing: Sequence[float]
-    title: str
-    patch: np.ndarray | None = None
+__all__ = ["save_case_report", "save_patch_grid"]
 
 
 def _axial(volume: np.ndarray, z: int) -> np.ndarray:
@@ -60,35 +40,6 @@ def _show(ax, picture, label_slice, aspect, vmin, vmax) -> None:
                 ax.contour(mask.astype(float), levels=[0.5], colors=color, linewidths=0.7)
     ax.set_xticks([])
     ax.set_yticks([])
-
-
-def save_montage(rows: Sequence[MontageRow], path: str | os.PathLike, dpi: int = 110) -> None:
-    """Write a PNG with one row per case: axial and coronal slices through the tumour
-    centre (liver contour green, tumour red), then the two TLCR channels' middle slices.
-    """
-    n_cols = 4 if any(r.patch is not None for r in rows) else 2
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(3.2 * n_cols, 2.9 * len(rows)), squeeze=False)
-    for row, ax_row in zip(rows, axes):
-        tumour = np.argwhere(row.label == TUMOUR)
-        centre = tumour.mean(0).round().astype(int) if len(tumour) else np.array(row.label.shape) // 2
-        sx, sy, sz = (float(s) for s in row.spacing)
-        vmin, vmax = _window(row.image)
-        _show(ax_row[0], _axial(row.image, centre[2]), _axial(row.label, centre[2]), sy / sx, vmin, vmax)
-        ax_row[0].set_title(f"{row.title}\naxial z={centre[2]}", fontsize=8)
-        _show(ax_row[1], _coronal(row.image, centre[1]), _coronal(row.label, centre[1]), sz / sx, vmin, vmax)
-        ax_row[1].set_title(f"coronal y={centre[1]}", fontsize=8)
-        if n_cols == 4:
-            for c, name in enumerate(("TLCR ch0: liver+tumour", "TLCR ch1: tumour")):
-                ax = ax_row[2 + c]
-                if row.patch is None:
-                    ax.axis("off")
-                    continue
-                _show(ax, _axial(row.patch[c], row.patch.shape[-1] // 2), None, sy / sx, vmin, vmax)
-                ax.set_title(name, fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
 
 
 def save_patch_grid(

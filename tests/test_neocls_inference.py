@@ -150,3 +150,21 @@ def test_missing_neocls_weights_say_where_they_looked(tmp_path):
     result = infer("--patches_file", str(BUNDLE / "sample_data" / "patches.json"), "--output_dir", str(tmp_path),
                    "--checkpoint", str(tmp_path / "absent.pt"), check=False)
     assert result.returncode != 0 and f"NeoCls weights not found: {tmp_path / 'absent.pt'}" in result.stderr
+
+
+def test_heldout_evaluation_scores_the_chain_against_the_oracle(checkpoint, tmp_path):
+    import subprocess
+    import sys
+
+    configs = f"['{CONFIGS / 'inference.json'}','{TINY}']"
+    result = subprocess.run(
+        [sys.executable, str(BUNDLE / "scripts" / "evaluate_heldout.py"), "--out", str(tmp_path), "--seeds", "5",
+         "--cases", "4", "--config_file", configs, "--", "--checkpoint", str(checkpoint)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    figures = json.loads((tmp_path / "metrics.json").read_text())
+    assert figures["n_generated"] == 4 and figures["n_cases"] + figures["n_without_probability"] == 4
+    assert 0 <= figures["oracle_auc"] <= 1 and figures["auc_over_oracle"] == pytest.approx(
+        figures["roc_auc"] / figures["oracle_auc_scored_cases"])
+    assert (tmp_path / "reliability.png").is_file() and (tmp_path / "seed_5" / "chain" / "predictions.csv").is_file()
