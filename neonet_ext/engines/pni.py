@@ -22,7 +22,6 @@ from monai.visualize import GradCAM
 from neonet_ext.labels import LIVER, TUMOUR
 from neonet_ext.metrics import label_volume_ml
 from neonet_ext.networks.nets.pattennet import upsample_attention_map
-from neonet_ext.visualize import save_case_report
 
 __all__ = [
     "ATTENTION_METHODS",
@@ -260,6 +259,8 @@ class SaveCaseReportd(MapTransform):
         return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        from neonet_ext.visualize import save_case_report  # matplotlib only when a page is drawn
+
         d = dict(data)
         for key in self.key_iterator(d):
             patch = self._numpy(d[key]).astype(np.float32)
