@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 from monai.data import MetaTensor
 from monai.networks.nets import AutoencoderKL
+from monai.transforms import SaveImaged
 
 from neonet_ext.engines import CaseRunner, PNIPredictor, PNIPredictord, SaveCaseReportd, gradcam_target_layer
 from neonet_ext.metrics import label_volume_ml
@@ -76,18 +77,21 @@ def test_case_without_tumour_gets_no_probability():
     masks = torch.zeros(SHAPE, dtype=torch.uint8)
     d = predictor({"patch": patch(), "patch_mask": masks, "case_id": "c7"})
     assert d["pni_probability"] is None and d["tumour_found"] is False
-    assert not d["attention"].any() and d["attention"].meta["filename_or_obj"] == "c7"
+    assert not d["attention"].any() and d["attention"].meta["filename_or_obj"] == "p.nii.gz"  # named as the patch
     masks[1, 4:8, 4:8, 2:4] = 1
     d = predictor({"patch": patch(), "patch_mask": masks, "case_id": "c7"})
     assert 0 <= d["pni_probability"] <= 1 and d["tumour_found"] is True
     assert torch.equal(d["attention"].affine, patch().affine)
 
 
-def test_case_report_page_is_written_per_case(tmp_path):
-    d = PNIPredictord("patch", PNIPredictor(pattennet()))({"patch": patch(), "case_id": "c1"})
-    d = SaveCaseReportd("patch", output_dir=tmp_path)(d)
-    assert d["report"] == str(tmp_path / "c1" / "c1_report.png")
-    assert (tmp_path / "c1" / "c1_report.png").read_bytes()[:4] == b"\x89PNG"
+@pytest.mark.parametrize("case", ["c1", "1.2.840.10008"])
+def test_case_report_page_is_written_per_case(case, tmp_path):
+    predictor = PNIPredictord("patch", PNIPredictor(pattennet()), case_key="case_id")
+    d = SaveCaseReportd("patch", output_dir=tmp_path)(predictor({"patch": patch(), "case_id": case}))
+    assert d["report"] == str(tmp_path / case / f"{case}_report.png")
+    assert (tmp_path / case / f"{case}_report.png").read_bytes()[:4] == b"\x89PNG"
+    SaveImaged("attention", output_dir=tmp_path, output_postfix="attention", print_log=False)(d)
+    assert sorted(p.name for p in (tmp_path / case).iterdir()) == [f"{case}_attention.nii.gz", f"{case}_report.png"]
 
 
 def test_check_patch_names_the_file_and_the_problem():

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from monai.data import MetaTensor
+from monai.data.utils import create_file_basename
 from monai.transforms import MapTransform
 from monai.utils import ImageMetaKey
 from monai.visualize import GradCAM
@@ -169,17 +170,20 @@ class PNIPredictord(MapTransform):
     """Dictionary form of :class:`PNIPredictor`, for a case with a TLCR patch.
 
     Adds ``probability_key`` (a float, or None when the case has no tumour),
-    ``tumour_found_key`` (bool) and ``attention_key`` (a (1, X, Y, Z) MetaTensor with the patch's affine, zeros without a
-    tumour or a map; its ``filename_or_obj`` is the case id, so ``SaveImaged`` names it after
-    the case). A case has no tumour when its ``mask_key`` tumour channel (channel 1) is
-    empty, or, without masks, when the patch's tumour channel is all zero: a classifier
-    trained on tumour patches says nothing about an empty one.
+    ``tumour_found_key`` (bool) and ``attention_key``: a (1, X, Y, Z) MetaTensor with the
+    patch's meta data and affine, zeros without a tumour or a map. ``SaveImaged`` names
+    it, like every other output of the case, after its ``filename_or_obj``: the patch's
+    own (in the chain, the input volume's), or, with ``case_key``, the case id (for patches
+    loaded from files, whose names are the patches'). A case has no tumour when its
+    ``mask_key`` tumour channel (channel 1) is empty, or, without masks, when the patch's
+    tumour channel is all zero: a classifier trained on tumour patches says nothing about
+    an empty one.
 
     Args:
         keys: the patch key (one).
         predictor: the :class:`PNIPredictor`.
         mask_key: (2, X, Y, Z) liver-or-tumour and tumour masks of the patch, if present.
-        case_key: the case id, for the attention map's file name.
+        case_key: the key of the case id that names the outputs; None keeps the patch's name.
     """
 
     def __init__(
@@ -190,7 +194,7 @@ class PNIPredictord(MapTransform):
         probability_key: str = "pni_probability",
         attention_key: str = "attention",
         tumour_found_key: str = "tumour_found",
-        case_key: str = "case_id",
+        case_key: str | None = None,
     ) -> None:
         super().__init__(keys)
         if predictor is None:
@@ -212,7 +216,9 @@ class PNIPredictord(MapTransform):
             if attention is None:
                 attention = torch.zeros((1, *patch.shape[1:]), dtype=torch.float32)
             meta = dict(patch.meta) if isinstance(patch, MetaTensor) else {}  # the patch's affine included
-            meta[ImageMetaKey.FILENAME_OR_OBJ] = str(d.get(self.case_key, meta.get(ImageMetaKey.FILENAME_OR_OBJ, key)))
+            if self.case_key is not None or ImageMetaKey.FILENAME_OR_OBJ not in meta:
+                # SaveImage strips one extension from the name: the suffix keeps dots inside a case id
+                meta[ImageMetaKey.FILENAME_OR_OBJ] = f"{d.get(self.case_key, key) if self.case_key else key}.nii.gz"
             d[self.probability_key] = probability
             d[self.tumour_found_key] = found
             d[self.attention_key] = MetaTensor(attention, meta=meta)
@@ -226,8 +232,9 @@ class SaveCaseReportd(MapTransform):
     crop) with the segmentation from ``mask_key`` ((2, X, Y, Z) liver-or-tumour and tumour
     masks), the two TLCR channels of ``keys``, the attention map and the probability.
     Without the crop or the masks it falls back to the patch's channel 0 and its non-zero
-    voxels. Written atomically to ``output_dir/<case>/<case>_report.png``; the path goes
-    into ``report_key``.
+    voxels. Written atomically beside the attention map, named as ``SaveImaged`` names it
+    (``output_dir/<case>/<case>_report.png``, from the attention map's ``filename_or_obj``);
+    the path goes into ``report_key``.
 
     Args:
         keys: the patch key (one).
@@ -273,8 +280,9 @@ class SaveCaseReportd(MapTransform):
             attention = d.get(self.attention_key)
             probability = d.get(self.probability_key)
             case = str(d.get(self.case_key, "case"))
-            path = self.output_dir / case / f"{case}_report.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            source = attention.meta.get(ImageMetaKey.FILENAME_OR_OBJ) if isinstance(attention, MetaTensor) else None
+            base = create_file_basename("report", source or f"{case}.nii.gz", self.output_dir, makedirs=True)
+            path = Path(f"{base}.png")
             save_case_report(
                 image,
                 label,
