@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -49,11 +50,13 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def chain(checkpoint, tmp_path_factory) -> tuple[Path, str]:
-    """The chain on the NeoSeg sample's two volumes plus one broken file."""
+    """The chain on the NeoSeg sample's two volumes, a DICOM series and a broken file."""
     data = tmp_path_factory.mktemp("mri")
     for f in NEOSEG_SAMPLE.glob("*.nii.gz"):
         shutil.copy(f, data / f.name)
     (data / "broken.nii.gz").write_bytes(b"not a nifti file")
+    shutil.copytree(Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "98892001" / "CT5N",
+                    data / "ct_series")  # a real DICOM series (a small CT)
     out = tmp_path_factory.mktemp("chain")
     result = infer("--dataset_dir", str(data), "--checkpoint", str(checkpoint), "--output_dir", str(out), check=False)
     assert result.returncode != 0, "a failed case must make the run fail"
@@ -70,7 +73,10 @@ def test_inference_config_defines_the_trained_network():
 def test_chain_writes_probabilities_and_per_case_files(chain):
     out, log = chain
     table = read_table(out / "predictions.csv")
-    assert sorted(table) == ["broken", "case_000", "case_001"]
+    assert sorted(table) == ["broken", "case_000", "case_001", "ct_series"]
+    series = table["ct_series"]
+    assert series["error"] == ""
+    assert (out / "ct_series" / "ct_series_report.png").is_file() and (out / "ct_series" / "ct_series_seg.nii.gz").is_file()
     assert "broken.nii.gz" in table["broken"]["error"] and "broken.nii.gz" in log
     probabilities = []
     for case in ("case_000", "case_001"):
@@ -85,14 +91,14 @@ def test_chain_writes_probabilities_and_per_case_files(chain):
         assert np.ptp(attention.get_fdata()) > 0  # a map, not a constant
         assert (out / case / f"{case}_report.png").read_bytes()[:4] == b"\x89PNG"
     assert all(0 <= p <= 1 for p in probabilities) and abs(probabilities[0] - probabilities[1]) > 1e-3
-    assert "1 of 3 cases failed" in log
+    assert "1 of 4 cases failed" in log
 
 
 def test_precomputed_patches_give_the_chains_probabilities(chain, checkpoint, tmp_path):
     out, _ = chain
     infer("--patches_file", str(out / "cases.json"), "--checkpoint", str(checkpoint), "--output_dir", str(tmp_path))
     from_volume, from_patch = read_table(out / "predictions.csv"), read_table(tmp_path / "predictions.csv")
-    assert sorted(from_patch) == ["case_000", "case_001"]
+    assert sorted(from_patch) == ["case_000", "case_001", "ct_series"]
     for case, row in from_patch.items():
         assert abs(float(row["pni_probability"]) - float(from_volume[case]["pni_probability"])) < 1e-4
         assert row["tumour_volume_ml"] == from_volume[case]["tumour_volume_ml"]  # from NeoSeg's whole segmentation
