@@ -83,7 +83,7 @@ def bootstrap_auc(
     """ROC AUC with a percentile bootstrap confidence interval: ``(auc, low, high)``.
 
     Cases are resampled with replacement ``n_resamples`` times (seeded); resamples holding
-    one class only are skipped, as their AUC is undefined.
+    one class only are skipped, as their AUC is undefined. Without resamples the bounds are NaN.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -97,7 +97,7 @@ def bootstrap_auc(
         if labels[idx].min() != labels[idx].max():
             aucs.append(roc_auc_score(labels[idx], scores[idx]))
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(aucs, [tail, 100 - tail])
+    low, high = np.percentile(aucs, [tail, 100 - tail]) if aucs else (np.nan, np.nan)
     return float(roc_auc_score(labels, scores)), float(low), float(high)
 
 

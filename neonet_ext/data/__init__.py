@@ -14,6 +14,7 @@ _PATCHES = (
     "mix_synthetic",
     "patches_with_tumour",
     "relative_to_folder",
+    "stratified_folds",
     "stratified_split",
     "synthetic_needed",
 )

@@ -21,6 +21,7 @@ __all__ = [
     "relative_to_folder",
     "load_patch_datalist",
     "patches_with_tumour",
+    "stratified_folds",
     "stratified_split",
     "synthetic_needed",
     "mix_synthetic",
@@ -123,6 +124,34 @@ def stratified_split(
     if not train or not val:
         raise ValueError(f"cannot split {len(items)} patches into training and validation")
     return train, val
+
+
+def stratified_folds(items: Sequence[dict], n_folds: int = 5, seed: int = 0, class_key: str = "pni") -> list[list[dict]]:
+    """Split real patches into ``n_folds`` folds with each class spread evenly (patient level: one item a patient).
+
+    Per class the items are shuffled with ``seed`` and dealt to the folds in turn, so fold
+    sizes differ by at most one per class. Synthetic items are refused, as in :func:`stratified_split`.
+
+    Raises:
+        ValueError: synthetic items, duplicate case ids, or a class with fewer items than folds
+            (a fold without both classes has no AUC).
+    """
+    if any(item.get("synthetic") for item in items):
+        raise ValueError("synthetic patches must not be split into folds: split the real patches, then mix")
+    ids = [item.get("case_id") for item in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("folds are patient-level: every item needs its own case_id")
+    folds: list[list[dict]] = [[] for _ in range(n_folds)]
+    rng = np.random.default_rng(seed)
+    offset = 0
+    for cls in sorted({int(item[class_key]) for item in items}):
+        members = [item for item in items if int(item[class_key]) == cls]
+        if len(members) < n_folds:
+            raise ValueError(f"class {cls} has {len(members)} patients, fewer than the {n_folds} folds")
+        for rank, i in enumerate(rng.permutation(len(members))):
+            folds[(offset + rank) % n_folds].append(members[i])
+        offset += len(members)  # the next class starts where this one stopped, evening out fold sizes
+    return folds
 
 
 def synthetic_needed(n_negative: int, n_positive: int, ratio: float) -> int:

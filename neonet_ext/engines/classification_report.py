@@ -30,18 +30,26 @@ class ClassificationReport:
         output_dir: folder of the report.
         case_key: batch key of the case ids.
         n_bins: probability bins of the calibration error and the plot.
-        n_resamples: bootstrap resamples of the AUC interval.
+        n_resamples: bootstrap resamples of the AUC interval (0: no interval, NaN bounds).
         seed: bootstrap seed.
+        plot: write ``reliability.png`` (off where many small evaluations run, as in the study).
     """
 
     def __init__(
-        self, output_dir: str | Path, case_key: str = "case_id", n_bins: int = 10, n_resamples: int = 2000, seed: int = 0
+        self,
+        output_dir: str | Path,
+        case_key: str = "case_id",
+        n_bins: int = 10,
+        n_resamples: int = 2000,
+        seed: int = 0,
+        plot: bool = True,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.case_key = case_key
         self.n_bins = n_bins
         self.n_resamples = n_resamples
         self.seed = seed
+        self.plot = plot
         self.rows: list[tuple[str, float, int]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -80,7 +88,8 @@ class ClassificationReport:
         writer.writerows((case, f"{p:.6f}", y) for case, p, y in self.rows)
         atomic_write(self.output_dir / "predictions.csv", lambda tmp: tmp.write_text(text.getvalue()))
         atomic_write(self.output_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(figures, indent=2) + "\n"))
-        self.plot_reliability(self.output_dir / "reliability.png")
+        if self.plot:
+            self.plot_reliability(self.output_dir / "reliability.png")
         print(
             f"ROC AUC {figures['roc_auc']:.3f} (95% CI {figures['roc_auc_ci95_low']:.3f}-{figures['roc_auc_ci95_high']:.3f}), "
             f"ECE {figures['expected_calibration_error']:.3f}, {figures['n_cases']} cases ({figures['n_positive']} PNI+); "

@@ -13,12 +13,14 @@ from monai.networks.nets import (
     DenseNet169,
     DenseNet201,
     DenseNet264,
+    EfficientNet,
     EfficientNetBN,
     resnet50,
     resnet101,
     resnet152,
     resnet200,
 )
+from monai.networks.nets.efficientnet import efficientnet_params
 from monai.networks.nets.swin_unetr import SwinTransformer
 from monai.utils import ensure_tuple_rep
 
@@ -101,12 +103,13 @@ class SwinClassifier(nn.Module):
 
 
 def _resnet(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    def build(in_channels: int, out_channels: int, spatial_dims: int, **kwargs: Any) -> nn.Module:
+    def build(in_channels: int, out_channels: int, spatial_dims: int, width: float, **kwargs: Any) -> nn.Module:
         return factory(
             pretrained=False,
             spatial_dims=spatial_dims,
             n_input_channels=in_channels,
             num_classes=out_channels,
+            widen_factor=width,
             **kwargs,
         )
 
@@ -114,27 +117,55 @@ def _resnet(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def _densenet(cls: type[nn.Module]) -> Callable[..., nn.Module]:
-    def build(in_channels: int, out_channels: int, spatial_dims: int, **kwargs: Any) -> nn.Module:
+    def build(in_channels: int, out_channels: int, spatial_dims: int, width: float, **kwargs: Any) -> nn.Module:
+        if width != 1.0:  # MONAI's defaults: 64 initial features, growth rate 32
+            kwargs = {"init_features": max(4, round(64 * width)), "growth_rate": max(4, round(32 * width)), **kwargs}
         return cls(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, **kwargs)
 
     return build
 
 
+# EfficientNet-B0's stages (MONAI's EfficientNetBN); B1-B3 scale them by width and depth coefficients.
+_EFFICIENTNET_BLOCKS = [
+    "r1_k3_s11_e1_i32_o16_se0.25",
+    "r2_k3_s22_e6_i16_o24_se0.25",
+    "r2_k5_s22_e6_i24_o40_se0.25",
+    "r3_k3_s22_e6_i40_o80_se0.25",
+    "r3_k5_s11_e6_i80_o112_se0.25",
+    "r4_k5_s22_e6_i112_o192_se0.25",
+    "r1_k3_s11_e6_i192_o320_se0.25",
+]
+
+
 def _efficientnet(model_name: str) -> Callable[..., nn.Module]:
-    def build(in_channels: int, out_channels: int, spatial_dims: int, **kwargs: Any) -> nn.Module:
-        return EfficientNetBN(
-            model_name,
-            pretrained=False,
+    def build(in_channels: int, out_channels: int, spatial_dims: int, width: float, **kwargs: Any) -> nn.Module:
+        if width == 1.0:
+            return EfficientNetBN(
+                model_name,
+                pretrained=False,
+                spatial_dims=spatial_dims,
+                in_channels=in_channels,
+                num_classes=out_channels,
+                **kwargs,
+            )
+        width_coefficient, depth_coefficient, image_size, dropout_rate, drop_connect_rate = efficientnet_params[model_name]
+        options = {"dropout_rate": dropout_rate, "drop_connect_rate": drop_connect_rate, "image_size": image_size, **kwargs}
+        return EfficientNet(
+            _EFFICIENTNET_BLOCKS,
             spatial_dims=spatial_dims,
             in_channels=in_channels,
             num_classes=out_channels,
-            **kwargs,
+            width_coefficient=width_coefficient * width,
+            depth_coefficient=depth_coefficient,
+            **options,
         )
 
     return build
 
 
-def _swin(in_channels: int, out_channels: int, spatial_dims: int, **kwargs: Any) -> nn.Module:
+def _swin(in_channels: int, out_channels: int, spatial_dims: int, width: float, **kwargs: Any) -> nn.Module:
+    if width != 1.0:  # a multiple of 12 keeps every stage divisible by its (3, 6, 12, 24) heads
+        kwargs = {"feature_size": max(12, 12 * round(48 * width / 12)), **kwargs}
     return SwinClassifier(in_channels=in_channels, out_channels=out_channels, spatial_dims=spatial_dims, **kwargs)
 
 
@@ -155,7 +186,7 @@ CLASSIFIER_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
 
 def get_classifier(
-    name: str, in_channels: int = 2, out_channels: int = 2, spatial_dims: int = 3, **kwargs: Any
+    name: str, in_channels: int = 2, out_channels: int = 2, spatial_dims: int = 3, width: float = 1.0, **kwargs: Any
 ) -> nn.Module:
     """
     Build a randomly initialised baseline classifier by name.
@@ -165,6 +196,11 @@ def get_classifier(
         in_channels: number of input channels (2 for TLCR patches).
         out_channels: number of logits.
         spatial_dims: number of spatial dimensions.
+        width: channel-width multiplier that keeps each network's depth (its family member): 1 is the
+            published network; e.g. 0.25 gives a quarter of the channels of every stage, for small
+            budgets such as the study's quick profile. ResNets scale ``widen_factor``, DenseNets their
+            initial features and growth rate, EfficientNets their width coefficient, the Swin
+            Transformer its embedding size.
         kwargs: extra arguments of the underlying MONAI constructor (or :class:`SwinClassifier`).
 
     Returns:
@@ -178,4 +214,6 @@ def get_classifier(
         raise ValueError(f"unknown classifier '{name}', valid names: {', '.join(CLASSIFIER_NAMES)}.")
     if kwargs.pop("pretrained", False):
         raise ValueError("pretrained weights are not supported: the baselines are trained from scratch.")
-    return _BUILDERS[key](in_channels, out_channels, spatial_dims, **kwargs)
+    if not width > 0:
+        raise ValueError(f"width must be positive, got {width}.")
+    return _BUILDERS[key](in_channels, out_channels, spatial_dims, width, **kwargs)
