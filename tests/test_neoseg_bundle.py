@@ -164,6 +164,18 @@ def test_inference_with_no_arguments_on_the_shipped_sample(tmp_path):
         np.testing.assert_allclose(patch[..., 0], crop * masks[..., 0], atol=1e-6)
 
 
+def test_patch_datalist_keeps_input_paths_readable_from_its_own_folder(cohort, tmp_path):
+    # a datalist given by a path relative to the working directory, as the demo scripts do
+    relative = os.path.relpath(cohort / "dataset.json", REPO)
+    out = tmp_path / "out"
+    bundle_run(["inference.json"], "--datalist_file", relative, "--datalist_key", "training", "--output_dir", str(out),
+               "--patch_size", "[32,32,16]")
+    entries = load_patch_datalist(out / "patches.json")
+    assert len(entries) == 4
+    for entry in entries:  # the source image and label, resolved from the datalist's folder, exist
+        assert Path(entry["image"]).is_file() and Path(entry["label"]).is_file()
+
+
 def test_inference_skips_bad_cases_and_fails_at_the_end(cohort, trained, tmp_path):
     inputs = tmp_path / "inputs"
     inputs.mkdir()

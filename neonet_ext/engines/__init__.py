@@ -1,5 +1,6 @@
 """Engines and engine handlers that drive the bundles beyond what MONAI's own provide."""
 
+from neonet_ext.engines.batch_norm import BatchNormRecalibration
 from neonet_ext.engines.case_runner import CaseRunner
 from neonet_ext.engines.classification_report import ClassificationReport
 from neonet_ext.engines.pni import (
@@ -14,6 +15,7 @@ from neonet_ext.engines.time_limit import TimeLimitHandler
 
 __all__ = [
     "ATTENTION_METHODS",
+    "BatchNormRecalibration",
     "CaseRunner",
     "ClassificationReport",
     "PNIPredictor",

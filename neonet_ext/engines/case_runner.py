@@ -21,7 +21,7 @@ from monai.inferers import Inferer
 from monai.utils import MetaKeys
 
 from neonet_ext.data.discovery import describe_case_error
-from neonet_ext.data.patches import relative_to_folder
+from neonet_ext.data.patches import PATH_KEYS, relative_to_folder
 from neonet_ext.utils.io import atomic_write
 
 __all__ = ["CaseRunner"]
@@ -109,9 +109,10 @@ class CaseRunner:
     def run_case(self, item: Mapping[str, Any]) -> dict:
         """Process one case; return its entry of the output datalist."""
         data = self.postprocessing(self.infer(self.preprocessing(dict(item))))
-        entry = {k: v for k, v in item.items() if k != self.image_key}
-        if self.image_key in item:
-            entry[self.image_key] = str(item[self.image_key])
+        # input paths too are stored relative to the output folder (absolute when outside it), as
+        # readers of the datalist resolve relative paths from its folder, not the working directory
+        entry = {k: relative_to_folder(v, self.output_dir) if k in PATH_KEYS and isinstance(v, (str, Path)) else v
+                 for k, v in item.items()}
         for key in self.saved_keys:
             value = data[key]
             path = value if isinstance(value, (str, Path)) else value.meta[MetaKeys.SAVED_TO]

@@ -267,8 +267,13 @@ class Study:
             # one evaluation on the held-out fold after the last epoch: no model selection on test patients
             "val_interval": "@epochs",
             "train#checkpoint_handlers": [],
-            "validate#handlers": [{"_target_": "neonet_ext.engines.ClassificationReport", "output_dir": "@output_dir",
-                                   "seed": "@seed", "n_resamples": 0, "plot": False}],
+            # batch-norm statistics recomputed for the final weights first: after a short budget the running
+            # ones are still near their initial values and some networks then score every patient alike
+            "validate#handlers": [
+                {"_target_": "neonet_ext.engines.BatchNormRecalibration", "loader": "@train#dataloader", "network": "@network"},
+                {"_target_": "neonet_ext.engines.ClassificationReport", "output_dir": "@output_dir", "seed": "@seed",
+                 "n_resamples": 0, "plot": False},
+            ],
             **self._network_overrides(),
             **self.profile.classifier,
         }

@@ -119,7 +119,7 @@ def run_tasks(
                     estimate = f"; {len(left)} left, about {_format(remaining / workers)}"
                 elif left:
                     estimate = f"; {len(left)} left"
-                what = describe(task, result) if describe and not result["error"] else ""
+                what = describe(task, result) if describe else "done"
                 status = f"FAILED ({result['error']}); log: {task.log_file}" if result["error"] else what
                 log(f"[{finished}/{total}] {task.name}: {status} in {_format(result['seconds'])}{estimate} "
                     f"({_format(time.perf_counter() - start)} so far)")

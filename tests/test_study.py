@@ -1,0 +1,153 @@
+"""The study runner end to end at the tiny profile: every stage for real, killed halfway and continued."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from neonet_ext.study import Study, load_profile
+from neonet_ext.study.scheduler import run_tasks
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def study_command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "neonet_ext.study", "--profile", "tiny", "--patches", "ground_truth", "--out", str(out),
+            *extra]
+
+
+def done_cells(out: Path) -> list[Path]:
+    return sorted((out / "cells").glob("*/.done")) if (out / "cells").is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, str]:
+    """The tiny study, killed (SIGKILL, whole process group) once two cells are done, then run to the end.
+
+    Returns the folder and the second run's output.
+    """
+    out = tmp_path_factory.mktemp("study")
+    first = subprocess.Popen(study_command(out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.time() + 480
+    while len(done_cells(out)) < 2 and first.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    killed_with = {p.parent.name: p.stat().st_mtime_ns for p in done_cells(out)}
+    assert 2 <= len(killed_with) < 10, "the first run should have been killed halfway"
+    second = subprocess.run(study_command(out), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    for name, mtime in killed_with.items():  # finished cells were not trained again
+        assert (out / "cells" / name / ".done").stat().st_mtime_ns == mtime, name
+    return out, second.stdout
+
+
+def test_a_killed_study_continues_without_retraining_finished_cells(study):
+    out, log = study
+    assert "resuming:" in log and "tasks were done before" in log
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10  # 2 folds x (2 models x 2 ratios + 1 ablation)
+    assert all(not r["error"] for r in rows)
+    assert all(0.0 <= float(r["auc"]) <= 1.0 for r in rows)
+    assert {r["patch_source"] for r in rows} == {"ground_truth"} and {r["leaky_generator"] for r in rows} == {"False"}
+    balanced = [r for r in rows if float(r["ratio"]) == 1.0]
+    for r in balanced:  # ratio 1 balances the classes with synthetic positives
+        n_pos = round(int(r["n_train_real"]) * 6 / 16)
+        assert int(r["n_train_synthetic"]) >= (int(r["n_train_real"]) - n_pos) - n_pos - 1
+
+
+def test_each_fold_trains_its_own_generator_on_its_training_patients_only(study):
+    out, _ = study
+    for k in (0, 1):
+        fold = out / "folds" / f"fold{k}"
+        train = {i["case_id"] for i in json.loads((fold / "train.json").read_text())["testing"]}
+        test = {i["case_id"] for i in json.loads((fold / "test.json").read_text())["testing"]}
+        assert train and test and not train & test
+        for stage in ("autoencoder", "diffusion", "controlnet"):
+            assert (fold / "neogen" / stage / ".done").is_file()
+        assert (fold / "neogen" / "models" / "autoencoder.pt").is_file()
+        synthetic = json.loads((fold / "neogen" / "synthetic" / "synthetic_patches.json").read_text())["training"]
+        assert synthetic and {s["source_case"] for s in synthetic} <= train  # masks of training patients only
+    # every cell was scored on exactly its fold's held-out patients
+    test0 = {i["case_id"] for i in json.loads((out / "folds" / "fold0" / "test.json").read_text())["testing"]}
+    with (out / "cells" / "fold0-densenet121-r1.00" / "predictions.csv").open() as f:
+        assert {r["case"] for r in csv.DictReader(f)} == test0
+
+
+def test_the_report_and_the_mlflow_store(study):
+    out, log = study
+    for name in ("auc_table.md", "ablation_table.md", "tests.md", "tests.csv", "summary.md", "predictions.csv", "roc_curves.png"):
+        assert (out / name).is_file(), name
+    table = (out / "auc_table.md").read_text()
+    assert "| PattenNet | 0." in table and "| DenseNet-121 | 0." in table and "*seed: PattenNet*" in table
+    assert "channel attention only | 0." in (out / "ablation_table.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "synthetic-data results" in summary and "ground-truth labels" in summary and "| verdict |" in summary
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlruns.db'}")
+    runs = mlflow.search_runs(experiment_names=["neonet-study"])
+    cells = runs[runs["params.model"].notna()]
+    assert set(cells["tags.mlflow.runName"]) >= {"fold0-pattennet-r0.00", "fold1-densenet121-r1.00"}
+    finished = cells[cells["status"] == "FINISHED"]
+    assert len(set(finished["tags.mlflow.runName"])) == 10
+    assert finished["metrics.val_auc"].between(0, 1).all() and finished["metrics.train_loss"].notna().all()
+    assert set(runs["tags.mlflow.runName"]) >= {"fold0-neogen-autoencoder", "fold1-neogen-controlnet"}
+
+
+def test_a_finished_study_reruns_nothing_and_other_settings_are_refused(study):
+    out, _ = study
+    again = subprocess.run(study_command(out), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "tasks were done before, 0 to run" in again.stdout
+    other = subprocess.run(study_command(out, "--shared-generator"), cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert other.returncode == 2 and "shared_generator" in other.stderr and "other settings" in other.stderr
+
+
+def test_a_shared_generator_is_trained_once_and_labels_the_results_leaky(tmp_path):
+    profile = dataclasses.replace(load_profile("tiny"), models=("densenet121",), ablations=())
+    lines = []
+    assert Study(tmp_path, profile, patch_source="ground_truth", shared_generator=True, tracking=False,
+                 log=lines.append).run() == 0
+    assert (tmp_path / "shared_generator" / "controlnet" / ".done").is_file()
+    assert not list((tmp_path / "folds").glob("fold*/neogen/autoencoder"))  # no per-fold generator
+    with (tmp_path / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {r["leaky_generator"] for r in rows} == {"True"}
+    assert "LEAKY" in (tmp_path / "auc_table.md").read_text() and "LEAKY" in (tmp_path / "summary.md").read_text()
+
+
+def test_neoseg_cuts_the_patches_in_chunks_and_they_are_resampled(tmp_path):
+    from neonet_ext.data.synthetic import write_cohort
+
+    write_cohort(tmp_path / "cohort", 3, seed=5, verbose=False)
+    profile = load_profile("tiny")
+    study = Study(tmp_path / "study", profile, cohort=tmp_path / "cohort", tracking=False, log=lambda _: None)
+    tasks, patches_file = study.patch_tasks(tmp_path / "cohort" / "dataset.json")
+    assert [t.name for t in tasks] == ["patches-neoseg-0", "patches-neoseg-1", "patches-neoseg", "patches-32x32x32"]
+    results = run_tasks(tasks, 2, 1, None, "unused", log=lambda _: None)
+    assert not any(r["error"] for r in results.values()), results
+    from neonet_ext.data.patches import load_patch_datalist
+
+    items = load_patch_datalist(patches_file, required_keys=["patch", "patch_mask", "pni", "tumour_found"])
+    assert [i["case_id"] for i in items] == ["case_000", "case_001", "case_002"]
+    import nibabel as nib
+
+    patch = nib.load(items[0]["patch"])  # the same 128x128x96 mm field of view as the 64x64x32 TLCR crop
+    assert patch.shape == (32, 32, 32, 2) and patch.header.get_zooms()[:3] == (4.0, 4.0, 3.0)
+
+
+def test_bad_cohorts_are_refused_with_a_clear_error(tmp_path):
+    result = subprocess.run(study_command(tmp_path / "out", "--cohort", str(tmp_path)), cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and "has no dataset.json" in result.stderr

@@ -1,0 +1,149 @@
+"""The study's statistics, grid, profiles and report logic, on scores whose answers are known."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from neonet_ext.data.patches import stratified_folds
+from neonet_ext.study import ABLATIONS, BASELINES, PATTENNET, load_profile, plan_cells
+from neonet_ext.study.report import StudyResults, write_report
+from neonet_ext.study.statistics import auc, cross_validated_auc, holm, paired_bootstrap_test
+
+
+def _fold(rng, n_pos, n_neg, separation, offset=0):
+    labels = [1] * n_pos + [0] * n_neg
+    scores = rng.normal(size=len(labels)) + separation * np.array(labels)
+    return {f"case_{offset + i:03d}": (y, float(s)) for i, (y, s) in enumerate(zip(labels, scores))}
+
+
+def test_auc_matches_sklearn_with_ties():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 40)
+    scores = np.round(rng.normal(size=40), 1)  # rounding makes ties
+    assert auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+    assert math.isnan(auc([1, 1], [0.2, 0.3]))
+
+
+def test_cross_validated_auc_is_the_mean_of_the_fold_aucs_with_an_interval_around_it():
+    rng = np.random.default_rng(1)
+    folds = [_fold(rng, 5, 9, 1.0, 20 * k) for k in range(5)]
+    mean, low, high = cross_validated_auc(folds, n_resamples=500)
+    expected = np.mean([auc([y for y, _ in f.values()], [s for _, s in f.values()]) for f in folds])
+    assert mean == pytest.approx(expected)
+    assert low < mean < high
+    assert 0 <= low and high <= 1
+
+
+def test_paired_test_separates_a_real_difference_from_none():
+    rng = np.random.default_rng(2)
+    folds = [_fold(rng, 8, 12, 0.0, 30 * k) for k in range(5)]
+    perfect = [{c: (y, float(y) + 0.01 * i) for i, (c, (y, _)) in enumerate(f.items())} for f in folds]
+    same = paired_bootstrap_test(folds, folds, n_resamples=300)
+    assert same["difference"] == 0 and same["p_value"] == 1.0
+    better = paired_bootstrap_test(perfect, folds, n_resamples=300)
+    assert better["difference"] > 0.3 and better["p_value"] < 0.05 and better["ci95_low"] > 0
+    with pytest.raises(ValueError, match="same patients"):
+        paired_bootstrap_test(folds, [_fold(rng, 8, 12, 0.0, 500 + k) for k in range(5)], n_resamples=10)
+
+
+def test_holm_adjustment():
+    assert holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(holm([0.01, float("nan")])[1])
+
+
+def test_stratified_folds_are_disjoint_balanced_and_seeded():
+    items = [{"case_id": f"c{i}", "pni": int(i % 3 == 0)} for i in range(64)]  # 22 positives
+    folds = stratified_folds(items, 5, seed=0)
+    ids = [item["case_id"] for fold in folds for item in fold]
+    assert sorted(ids) == sorted(i["case_id"] for i in items)  # a partition
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    positives = [sum(i["pni"] for i in fold) for fold in folds]
+    assert max(positives) - min(positives) <= 1
+    assert folds == stratified_folds(items, 5, seed=0)
+    assert folds != stratified_folds(items, 5, seed=1)
+    with pytest.raises(ValueError, match="fewer than the 5 folds"):
+        stratified_folds(items[:9], 5)
+    with pytest.raises(ValueError, match="synthetic"):
+        stratified_folds([*items, {"case_id": "s", "pni": 1, "synthetic": True}], 5)
+
+
+def test_profiles_and_the_grid():
+    quick = load_profile("quick")
+    assert set(quick.models) == {*BASELINES, PATTENNET} and tuple(quick.ablations) == ABLATIONS  # the whole grid
+    cells = plan_cells(quick.folds, quick.models, quick.ratios, quick.ablations, quick.ablation_ratio)
+    assert len(cells) == 5 * (14 * 5 + 5)  # table 2's full PattenNet is table 1's cell at 100 %
+    assert len({c.name for c in cells}) == len(cells)
+    paper = load_profile("paper")
+    assert paper.cohort["cases"] == 128 and tuple(paper.patch_size) == (64, 64, 32)
+    with pytest.raises(FileNotFoundError, match="built-in ones are"):
+        load_profile("no-such-profile")
+
+
+def test_profile_files_are_checked(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"description": "x", "cohort": {}, "patch_size": [8, 8, 8], "epochs": 3}))
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_profile(bad)
+    bad.write_text(json.dumps({"description": "x", "cohort": {}, "patch_size": [8, 8, 8], "models": ["vgg16"]}))
+    with pytest.raises(ValueError, match="unknown models"):
+        load_profile(bad)
+
+
+def _rows(profile, quality):
+    """Rows of a finished grid whose per-patient scores separate the classes by ``quality[(model, variant, ratio)]``."""
+    rng = np.random.default_rng(3)
+    base = [_fold(rng, 6, 10, 0.0, 20 * k) for k in range(profile.folds)]
+    rows = []
+    for cell in plan_cells(profile.folds, profile.models, profile.ratios, profile.ablations, profile.ablation_ratio):
+        q = quality.get((cell.model, cell.variant, cell.ratio), 0.0)
+        scores = {c: (y, s + q * y) for c, (y, s) in base[cell.fold].items()}
+        rows.append({"fold": cell.fold, "model": cell.model, "variant": cell.variant, "ratio": cell.ratio,
+                     "auc": auc([y for y, _ in scores.values()], [s for _, s in scores.values()]), "n_train_real": 64,
+                     "n_train_synthetic": 0, "n_test": 16, "n_test_positive": 6, "seconds": 1.0, "error": "",
+                     "profile": profile.name, "patch_source": "neoseg", "leaky_generator": False, "seed": 0,
+                     "scores": scores})
+    return rows
+
+
+def test_report_says_reproduced_where_the_scores_show_it(tmp_path):
+    profile = dataclasses.replace(load_profile("tiny"), models=("densenet121", "resnet50", PATTENNET), ratios=(0.0, 0.5, 1.0),
+                                  ablations=("channel_only", "spatial_only"), folds=3, bootstrap_resamples=300)
+    # PattenNet gets better with synthetic data and beats both baselines; spatial-only beats channel-only.
+    quality = {(PATTENNET, "full", 0.0): 1.0, (PATTENNET, "full", 0.5): 2.5, (PATTENNET, "full", 1.0): 6.0,
+               (PATTENNET, "spatial_only", 1.0): 2.0}
+    settings = {"patch_source": "neoseg", "shared_generator": False}
+    cohort = {"n_cases": 48, "n_pni_positive": 18, "synthetic": True, "oracle_auc": 0.9, "path": str(tmp_path)}
+    paths = write_report(tmp_path, _rows(profile, quality), profile, settings, cohort, log=lambda _: None)
+    summary = paths["summary.md"].read_text()
+    lines = {line.split("|")[1].strip(): line for line in summary.splitlines() if line.startswith("| ") and "verdict" not in line}
+    assert lines["synthetic patches help PattenNet (R+S 100% vs R)"].rstrip(" |").endswith("reproduced")
+    assert "| reproduced |" in lines["PattenNet's AUC rises with the ratio"]
+    assert "rank 1 of 3" in lines["PattenNet is the best model (R+S 100%)"]
+    assert "| reproduced |" in lines["the full PattenNet beats every ablation"]
+    assert "| reproduced |" in lines["spatial attention alone beats channel attention alone"]
+    assert "synthetic-data results" in summary
+    table = paths["auc_table.md"].read_text()
+    assert "| PattenNet | " in table and "*seed: PattenNet* | 0.700 | 0.767 | 0.790 |" in table
+    results = paths["results.csv"].read_text().splitlines()
+    assert len(results) == 1 + 3 * (3 * 3 + 2)
+    assert paths["roc_curves.png"].stat().st_size > 10_000
+
+
+def test_report_marks_missing_cells_and_leaky_generators(tmp_path):
+    profile = dataclasses.replace(load_profile("tiny"), bootstrap_resamples=100)
+    rows = _rows(profile, {})
+    rows[0].update(error="RuntimeError: out of memory", scores={}, auc=float("nan"))
+    settings = {"patch_source": "ground_truth", "shared_generator": True}
+    cohort = {"n_cases": 16, "n_pni_positive": 6, "synthetic": False, "path": str(tmp_path)}
+    paths = write_report(tmp_path, rows, profile, settings, cohort, log=lambda _: None)
+    assert "LEAKY" in paths["auc_table.md"].read_text() and "LEAKY" in paths["summary.md"].read_text()
+    assert (rows[0]["model"], rows[0]["ratio"]) == ("densenet121", 0.0)
+    assert "| DenseNet-121 | — |" in paths["auc_table.md"].read_text()  # a fold missing: no mean for that cell
+    assert "failed: densenet121 fold 0" in paths["summary.md"].read_text()
+    assert "synthetic-data results" not in paths["summary.md"].read_text()
