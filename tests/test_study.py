@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from neonet_ext.study import Study, load_profile
 from neonet_ext.study.scheduler import run_tasks
@@ -151,3 +152,30 @@ def test_bad_cohorts_are_refused_with_a_clear_error(tmp_path):
     result = subprocess.run(study_command(tmp_path / "out", "--cohort", str(tmp_path)), cwd=REPO, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2 and "has no dataset.json" in result.stderr
+
+
+@pytest.mark.parametrize("profile_name", ["quick", "paper"])
+def test_every_run_of_a_profile_parses_and_builds_its_networks(tmp_path, profile_name):
+    """The profiles' overrides name real config ids: each NeoGen stage and each kind of cell builds its network
+    (the paper profile is meant for a GPU, so this is what a CPU can check of it)."""
+    from monai.bundle import ConfigParser
+
+    from neonet_ext.study import Cell
+
+    profile = load_profile(profile_name)
+    study = Study(tmp_path, profile, tracking=False, log=lambda _: None)
+    fold = {"files": {"train": tmp_path / "train.json", "test": tmp_path / "test.json"}}
+    tasks = study.generator_tasks("fold0", tmp_path / "neogen", tmp_path / "train.json", tmp_path / "pos.json", 4)
+    cells = [Cell(0, "pattennet", 1.0), Cell(0, "pattennet", 1.0, "blocks_3"), Cell(0, "swin-transformer", 0.0),
+             Cell(0, "efficientnet-b3", 0.5)]
+    tasks += [study.cell_task(c, fold, tmp_path / "neogen", None, []) for c in cells]
+    for task in tasks:
+        parser = ConfigParser()
+        parser.read_config([str(f) for f in task.config_files])
+        parser.update(dict(task.overrides))
+        if "network_def" in parser and parser["network_def"].get("autoencoder_checkpoint") is not None:
+            parser["network_def"]["autoencoder_checkpoint"] = None  # no NeoGen weights here
+        keys = [k for k in ("autoencoder_def", "diffusion_unet_def", "controlnet_def", "network_def") if k in parser]
+        assert keys, task.name
+        for key in keys:
+            assert isinstance(parser.get_parsed_content(key), torch.nn.Module), (task.name, key)
