@@ -95,10 +95,14 @@ def test_the_report_and_the_mlflow_store(study):
     assert "channel attention only | 0." in (out / "ablation_table.md").read_text()
     summary = (out / "summary.md").read_text()
     assert "synthetic-data results" in summary and "ground-truth labels" in summary and "| verdict |" in summary
+    from unittest import mock
+
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlruns.db'}")
-    runs = mlflow.search_runs(experiment_names=["neonet-study"])
+    with mock.patch.dict(os.environ):  # set_tracking_uri exports MLFLOW_TRACKING_URI to later tests' bundle runs
+        mlflow.set_tracking_uri(f"sqlite:///{out / 'mlruns.db'}")
+        runs = mlflow.search_runs(experiment_names=["neonet-study"])
+        mlflow.set_tracking_uri("")
     cells = runs[runs["params.model"].notna()]
     assert set(cells["tags.mlflow.runName"]) >= {"fold0-pattennet-r0.00", "fold1-densenet121-r1.00"}
     finished = cells[cells["status"] == "FINISHED"]

@@ -17,6 +17,7 @@ _PATCHES = (
     "stratified_folds",
     "stratified_split",
     "synthetic_needed",
+    "write_patch_datalist",
 )
 
 __all__ = [

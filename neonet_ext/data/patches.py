@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neonet_ext.utils.io import atomic_write
+
 __all__ = [
     "PATH_KEYS",
     "relative_to_folder",
@@ -26,6 +28,7 @@ __all__ = [
     "synthetic_needed",
     "mix_synthetic",
     "class_weights",
+    "write_patch_datalist",
 ]
 
 #: Item keys that hold file paths.
@@ -83,6 +86,21 @@ def load_patch_datalist(
             item["case_id"] = Path(item["patch"]).name.split(".")[0]
         items.append(item)
     return items
+
+
+def write_patch_datalist(items: Sequence[dict], path: str | os.PathLike, key: str = "testing") -> Path:
+    """Write ``{key: items}`` atomically, file paths relative to the JSON's folder where they lie under it
+    (the form :func:`load_patch_datalist` reads back)."""
+    path = Path(path)
+    rows = []
+    for item in items:
+        item = dict(item)
+        for k in PATH_KEYS:
+            if isinstance(item.get(k), str):
+                item[k] = relative_to_folder(item[k], path.parent)
+        rows.append(item)
+    text = json.dumps({key: rows}, indent=2) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def patches_with_tumour(items: Sequence[dict], source_key: str = "source_image") -> list[dict]:

@@ -61,10 +61,6 @@ class Cell:
         variant = "" if self.variant == "full" else f"-{self.variant}"
         return f"fold{self.fold}-{self.model}{variant}-r{self.ratio:.2f}"
 
-    @property
-    def needs_generator(self) -> bool:
-        """PattenNet needs the fold's NeoGen encoder at every ratio; baselines only for synthetic patches."""
-        return self.model == PATTENNET or self.ratio > 0
 
 
 def plan_cells(

@@ -16,28 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neonet_ext.data.patches import load_patch_datalist, relative_to_folder
-from neonet_ext.utils.io import atomic_write
+from neonet_ext.data.patches import load_patch_datalist, write_patch_datalist
 
-__all__ = ["ground_truth_patches", "merge_patch_datalists", "resample_patches", "write_datalist"]
+__all__ = ["ground_truth_patches", "merge_patch_datalists", "resample_patches"]
 
 _SAVED = (("patch", "tlcr", np.float32), ("patch_mask", "tlcr_mask", np.uint8), ("patch_image", "tlcr_image", np.float32))
-
-
-def write_datalist(items: Sequence[dict], path: str | os.PathLike, key: str = "testing") -> Path:
-    """Write ``{key: items}`` atomically, file paths relative to the JSON's folder where they lie under it."""
-    from neonet_ext.data.patches import PATH_KEYS
-
-    path = Path(path)
-    rows = []
-    for item in items:
-        item = dict(item)
-        for k in PATH_KEYS:
-            if isinstance(item.get(k), str):
-                item[k] = relative_to_folder(item[k], path.parent)
-        rows.append(item)
-    text = json.dumps({key: rows}, indent=2) + "\n"
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def _savers(output_dir: Path) -> dict:
@@ -94,7 +77,7 @@ def ground_truth_patches(datalist_file: str, output_dir: str, neoseg_bundle_root
             item[key] = data[key].meta["saved_to"]
         items.append(item)
         print(f"[{i + 1}/{len(cases)}] {name}: tumour_found={item['tumour_found']}", flush=True)
-    write_datalist(items, out / "patches.json")
+    write_patch_datalist(items, out / "patches.json")
     if failures:
         print(f"{len(failures)} case(s) failed: {', '.join(failures)}", flush=True)
 
@@ -102,7 +85,7 @@ def ground_truth_patches(datalist_file: str, output_dir: str, neoseg_bundle_root
 def merge_patch_datalists(files: Sequence[str], output_file: str) -> None:
     """One patch datalist from several (NeoSeg run in chunks), in case order."""
     items = [item for f in files for item in load_patch_datalist(f, required_keys=())]
-    write_datalist(sorted(items, key=lambda item: str(item.get("case_id"))), output_file)
+    write_patch_datalist(sorted(items, key=lambda item: str(item.get("case_id"))), output_file)
 
 
 def resample_patches(datalist_file: str, output_dir: str, patch_size: Sequence[int]) -> None:
@@ -139,4 +122,4 @@ def resample_patches(datalist_file: str, output_dir: str, patch_size: Sequence[i
             savers[key](saved)
             item[key] = saved.meta["saved_to"]
         items.append(item)
-    write_datalist(items, out / "patches.json")
+    write_patch_datalist(items, out / "patches.json")

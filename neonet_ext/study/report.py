@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +24,13 @@ from neonet_ext.study.grid import (
     ratio_label,
 )
 from neonet_ext.study.profiles import StudyProfile
-from neonet_ext.study.statistics import bootstrap_mean_aucs, holm, paired_bootstrap_test
+from neonet_ext.study.statistics import (
+    bootstrap_mean_aucs,
+    bootstrap_p_value,
+    cross_validated_auc,
+    holm,
+    paired_bootstrap_test,
+)
 from neonet_ext.utils.io import atomic_path, atomic_write
 
 __all__ = ["StudyResults", "write_report"]
@@ -88,9 +93,7 @@ class StudyResults:
         """(mean AUC, 2.5th, 97.5th percentile); NaNs for a cell with a missing fold."""
         if not self.complete(key):
             return (math.nan,) * 3
-        point, samples = self.cv_auc([key])
-        low, high = np.percentile(samples[0], [2.5, 97.5])
-        return float(point[0]), float(low), float(high)
+        return cross_validated_auc(self.folds[key], self.n_resamples, seed=self.seed)
 
     def mean_over(self, keys: Sequence[tuple[str, str, float]]) -> tuple[float, float, float, np.ndarray]:
         """Mean over ``keys`` of their AUCs with an interval, and the samples of that mean."""
@@ -286,8 +289,7 @@ def summary_markdown(results: StudyResults, tests: Sequence[Mapping[str, Any]], 
         a = results.mean_over([(m, "full", top) for m in models])
         b = results.mean_over([(m, "full", 0.0) for m in models])
         if len(a[3]) and len(b[3]):
-            d = a[3] - b[3]
-            p = min(1.0, 2 * min(float((d <= 0).mean()), float((d >= 0).mean())))
+            p = bootstrap_p_value(a[3] - b[3])
             diff = a[0] - b[0]
             lines.append(f"| synthetic patches help on average over models | {_fmt(SEED_MEAN_AUC.get(top))} vs {_fmt(SEED_MEAN_AUC[0.0])} | "
                          f"{_fmt(a[0])} vs {_fmt(b[0])} ({diff:+.3f}, p {_p(p)}) | {_verdict(diff, p)} |")
@@ -367,6 +369,4 @@ def write_report(out_dir: Path, rows: Sequence[Mapping[str, Any]], profile: Stud
         if paths[name].is_file():
             log(paths[name].read_text())
     log("report: " + ", ".join(str(p) for p in paths.values() if p.is_file()))
-    json_ready = {k: str(v) for k, v in paths.items()}
-    atomic_write(out_dir / "report.json", lambda tmp: tmp.write_text(json.dumps(json_ready, indent=2) + "\n"))
     return paths

@@ -28,9 +28,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour, stratified_folds, synthetic_needed
+from neonet_ext.data.patches import (
+    load_patch_datalist,
+    patches_with_tumour,
+    stratified_folds,
+    synthetic_needed,
+    write_patch_datalist,
+)
 from neonet_ext.study.grid import PATTENNET, Cell, plan_cells
-from neonet_ext.study.patches import write_datalist
 from neonet_ext.study.profiles import StudyProfile
 from neonet_ext.study.scheduler import run_tasks
 from neonet_ext.study.tasks import Task
@@ -193,9 +198,9 @@ class Study:
             train = [item for j, fold in enumerate(folds) if j != k for item in fold]
             folder = self.out / "folds" / f"fold{k}"
             files = {"train": folder / "train.json", "test": folder / "test.json", "positives": folder / "train_positives.json"}
-            write_datalist(train, files["train"])
-            write_datalist(test, files["test"])
-            write_datalist([item for item in train if int(item["pni"]) == 1], files["positives"])
+            write_patch_datalist(train, files["train"])
+            write_patch_datalist(test, files["test"])
+            write_patch_datalist([item for item in train if int(item["pni"]) == 1], files["positives"])
             n_pos = sum(int(item["pni"]) == 1 for item in train)
             info.append({"fold": k, "files": files, "n_train": len(train), "n_train_pos": n_pos,
                          "n_test": len(test), "n_test_pos": sum(int(i["pni"]) == 1 for i in test),
@@ -301,14 +306,15 @@ class Study:
         if not self.tracking:
             return
         try:
-            import mlflow
+            from mlflow.tracking import MlflowClient
         except ImportError as e:
             raise RuntimeError("the study logs every run to MLflow: install the tracking extra "
                                "(pip install -c constraints.txt -e '.[tracking]') or pass --no-tracking") from e
-        # created once here: worker processes creating it at the same moment would collide
-        mlflow.set_tracking_uri(self.tracking_uri)
-        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-            mlflow.create_experiment(EXPERIMENT)
+        # created once here: worker processes creating it at the same moment would collide. A client, not
+        # mlflow.set_tracking_uri, which also sets MLFLOW_TRACKING_URI for every later process of the caller.
+        client = MlflowClient(tracking_uri=self.tracking_uri)
+        if client.get_experiment_by_name(EXPERIMENT) is None:
+            client.create_experiment(EXPERIMENT)
 
     def run(self) -> int:
         """Run (or continue) the study and write its report; return 0, or 1 when some cells failed."""
@@ -330,7 +336,7 @@ class Study:
         if self.shared_generator:
             shared = self.out / "shared_generator"
             all_file = self.out / "folds" / "all.json"
-            write_datalist(folds[0]["all_items"], all_file)
+            write_patch_datalist(folds[0]["all_items"], all_file)
             tasks += self.generator_tasks("shared", shared, all_file, None, 0)
         for fold in folds:
             folder = self.out / "folds" / f"fold{fold['fold']}" / "neogen"

@@ -13,7 +13,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["FoldScores", "auc", "bootstrap_mean_aucs", "cross_validated_auc", "holm", "paired_bootstrap_test"]
+__all__ = [
+    "FoldScores",
+    "auc",
+    "bootstrap_mean_aucs",
+    "bootstrap_p_value",
+    "cross_validated_auc",
+    "holm",
+    "paired_bootstrap_test",
+]
 
 #: One fold's held-out patients: case id -> (label, score).
 FoldScores = Mapping[str, tuple[int, float]]
@@ -79,21 +87,27 @@ def cross_validated_auc(
     return float(point[0]), float(low), float(high)
 
 
+def bootstrap_p_value(differences: np.ndarray) -> float:
+    """Two-sided p-value of bootstrap differences: ``min(1, 2 * min(P(d <= 0), P(d >= 0)))``."""
+    d = np.asarray(differences)
+    return min(1.0, 2 * min(float((d <= 0).mean()), float((d >= 0).mean())))
+
+
 def paired_bootstrap_test(
     folds_a: Sequence[FoldScores], folds_b: Sequence[FoldScores], n_resamples: int = 2000, seed: int = 0
 ) -> dict[str, float]:
     """Paired bootstrap of ``mean AUC(a) - mean AUC(b)`` over the same patients.
 
     Returns the difference, its 95% percentile interval and the two-sided p-value
-    ``min(1, 2 * min(P(d <= 0), P(d >= 0)))`` over the resamples.
+    :func:`bootstrap_p_value` over the resamples.
     """
     if len(folds_a) != len(folds_b):
         raise ValueError(f"cells scored on {len(folds_a)} and {len(folds_b)} folds cannot be paired")
     point, samples = bootstrap_mean_aucs([[a, b] for a, b in zip(folds_a, folds_b)], n_resamples, seed)
     d = samples[0] - samples[1]
     low, high = np.percentile(d, [2.5, 97.5])
-    p = min(1.0, 2 * min(float((d <= 0).mean()), float((d >= 0).mean())))
-    return {"difference": float(point[0] - point[1]), "ci95_low": float(low), "ci95_high": float(high), "p_value": p}
+    return {"difference": float(point[0] - point[1]), "ci95_low": float(low), "ci95_high": float(high),
+            "p_value": bootstrap_p_value(d)}
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
