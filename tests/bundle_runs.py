@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -28,3 +29,20 @@ def run_bundle(
     if check and result.returncode != 0:
         raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+# torchrun with every line of rank r's output prefixed "[default<r>]:" (--tee 3), so a test can
+# tell which ranks trained
+TWO_CPU_PROCESSES = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--tee", "3"]
+
+
+def check_two_rank_run(result: subprocess.CompletedProcess, run_dir: Path, epoch: int = 1) -> None:
+    """Assert that both ranks of a ``TWO_CPU_PROCESSES`` training run finished ``epoch`` and
+    that one process alone wrote the TensorBoard logs and the checkpoint in ``run_dir``."""
+    log = result.stdout + result.stderr
+    for rank in (0, 1):
+        assert re.search(rf"^\[default{rank}\]:.*Trainer - INFO - Epoch\[{epoch}\] Complete", log, re.M), f"rank {rank}"
+    # TensorBoard names each event file after the process that wrote it
+    writers = {p.name.split(".")[-2] for p in (run_dir / "tensorboard").iterdir()}
+    assert len(writers) == 1, sorted((run_dir / "tensorboard").iterdir())
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == [f"checkpoint_epoch={epoch}.pt"]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from monai.networks.nets import AutoencoderKL
 
-from bundle_runs import run_bundle
+from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, run_bundle
 from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour, stratified_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,12 +145,12 @@ def test_evaluation_writes_probabilities_and_figures(autoencoder, tmp_path):
 
 def test_multi_gpu_config_runs_with_two_cpu_processes(autoencoder, tmp_path):
     real_file, _ = imbalanced_real(tmp_path)  # enough cases that each rank gets validation data
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     result = run_bundle(
         CONFIGS, ["train.json", TINY, "multi_gpu_train.json"], "--datalist_file", str(real_file), "--autoencoder_path",
         str(autoencoder), "--output_dir", str(tmp_path / "run"), "--ckpt_dir", str(tmp_path / "models"),
-        "--epochs", "1", "--batch_size", "2", "--num_workers", "0", launcher=launcher,
+        "--epochs", "1", "--batch_size", "2", "--num_workers", "0", launcher=TWO_CPU_PROCESSES,
     )
     assert "val_auc" in result.stdout + result.stderr
+    check_two_rank_run(result, tmp_path / "run")
     state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in state) and any(k.startswith("latent_encoder.") for k in state)

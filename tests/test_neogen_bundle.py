@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bundle_runs import run_bundle
+from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, run_bundle
 from neonet_ext.data.patches import load_patch_datalist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,12 +27,15 @@ def bundle_run(configs: list[str | Path], *overrides: str, check: bool = True) -
     return run_bundle(CONFIGS, configs, *overrides, check=check)
 
 
-def train_stage(n: int, out: Path, *extra: str, schedulers: list[str] = ()) -> subprocess.CompletedProcess:
-    """Stage n (1 autoencoder, 2 diffusion, 3 ControlNet) for one epoch on the shipped sample."""
-    configs = [*STAGES[:n], *schedulers, *TINY[: min(n, 2)]]
-    return bundle_run(
-        configs, "--output_dir", str(out / f"run{n}"), "--ckpt_dir", str(out / "models"), "--epochs", "1",
+def train_stage(n: int, out: Path, *extra: str, schedulers: list[str] = (), multi_gpu: bool = False
+                ) -> subprocess.CompletedProcess:
+    """Stage n (1 autoencoder, 2 diffusion, 3 ControlNet) for one epoch on the shipped sample
+    (with ``multi_gpu``, in two CPU processes)."""
+    configs = [*STAGES[:n], *schedulers, *TINY[: min(n, 2)], *(["multi_gpu_train.json"] if multi_gpu else [])]
+    return run_bundle(
+        CONFIGS, configs, "--output_dir", str(out / f"run{n}"), "--ckpt_dir", str(out / "models"), "--epochs", "1",
         "--val_interval", "1", "--batch_size", "2", "--num_workers", "0", *extra,
+        launcher=TWO_CPU_PROCESSES if multi_gpu else None,
     )
 
 
@@ -41,8 +44,8 @@ def trained(tmp_path_factory) -> Path:
     """The three stages trained in turn for one epoch each; returns the folder holding models/."""
     out = tmp_path_factory.mktemp("neogen")
     train_stage(1, out, "--adversarial_start_epoch", "1", "--tracking", "mlflow")  # GAN terms from epoch 1
-    train_stage(2, out)
-    train_stage(3, out)
+    train_stage(2, out, "--tracking", "mlflow")
+    train_stage(3, out, "--tracking", "mlflow")
     return out
 
 
@@ -87,12 +90,31 @@ def test_stages_write_their_weights_and_load_on_cpu(trained):
     assert list((trained / "run1" / "tensorboard").iterdir())
 
 
-def test_autoencoder_stage_logs_to_mlflow(trained):
+def mlflow_runs(run_dir: Path) -> list:
     import mlflow  # the 'tracking' extra, part of the test install
 
-    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{trained / 'run1' / 'mlruns.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("monai_experiment").experiment_id])
-    assert {"train_loss", "val_psnr", "val_l1"} <= set(run.data.metrics)
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlruns.db'}")
+    return client.search_runs([client.get_experiment_by_name("monai_experiment").experiment_id])
+
+
+@pytest.mark.parametrize("stage, metrics", [(1, {"train_loss", "val_psnr", "val_l1"}), (2, {"train_loss", "val_mse"}),
+                                            (3, {"train_loss", "val_mse"})])
+def test_every_stage_logs_to_mlflow(trained, stage, metrics):
+    (run,) = mlflow_runs(trained / f"run{stage}")
+    assert metrics <= set(run.data.metrics)
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_multi_gpu_config_trains_each_stage_in_two_cpu_processes(trained, stage, tmp_path):
+    shutil.copytree(trained / "models", tmp_path / "models")  # the earlier stages' weights
+    # a validation case for each rank; GAN terms from epoch 1 so both networks of stage 1 run under DDP
+    result = train_stage(stage, tmp_path, "--val_fraction", "0.3", "--adversarial_start_epoch", "1", "--tracking",
+                         "mlflow", multi_gpu=True)
+    check_two_rank_run(result, tmp_path / f"run{stage}")
+    assert len(mlflow_runs(tmp_path / f"run{stage}")) == 1
+    saved = {1: "autoencoder.pt", 2: "diffusion_unet.pt", 3: "controlnet.pt"}[stage]
+    state = torch.load(tmp_path / "models" / saved, map_location="cpu", weights_only=True)
+    assert not any(k.startswith("module.") for k in state.get("model", state))  # unwrapped: inference loads it
 
 
 def test_autoencoder_training_resumes(trained, tmp_path):

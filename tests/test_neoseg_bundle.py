@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +13,7 @@ import pydicom
 import pytest
 import torch
 
-from bundle_runs import run_bundle
+from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, run_bundle
 from neonet_ext.data.patches import load_patch_datalist
 from neonet_ext.data.synthetic import SyntheticCohortConfig, write_cohort
 from neonet_ext.labels import LABEL_NAMES
@@ -131,13 +130,13 @@ def test_training_logs_to_a_local_mlflow_store(cohort, tmp_path):
 
 
 def test_multi_gpu_config_runs_with_two_cpu_processes(cohort, tmp_path):
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     overrides = train_overrides(cohort, tmp_path)
     overrides[overrides.index("--epochs") + 1] = "3"
     # a budget spent in the first epoch: rank 0's clock must stop both ranks there, or DDP hangs
-    result = bundle_run(["train.json", "multi_gpu_train.json"], *overrides, "--time_limit", "0.001", launcher=launcher)
+    result = bundle_run(["train.json", "multi_gpu_train.json"], *overrides, "--time_limit", "0.001",
+                        launcher=TWO_CPU_PROCESSES)
     assert "time limit of 0 s reached after epoch 1" in result.stdout + result.stderr
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["checkpoint_epoch=1.pt"]
+    check_two_rank_run(result, tmp_path / "run", epoch=1)
     state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in state)  # saved unwrapped: inference loads it as is
 

@@ -42,7 +42,9 @@ class AutoencoderGANTrainer(Trainer):
         max_epochs: number of epochs.
         train_data_loader: yields dictionaries with ``image_key`` (B, 1, *S).
         autoencoder: ``monai.networks.nets.AutoencoderKL`` (forward returns recon, mu, sigma).
-        discriminator: ``monai.networks.nets.PatchDiscriminator`` (last output = logits).
+        discriminator: ``monai.networks.nets.PatchDiscriminator`` (last output = logits). Its
+            step scores real and reconstructed images in one batch, so it must normalise
+            per sample (instance norm), not per batch.
         g_optimizer, d_optimizer: optimisers of the two networks.
         kl_weight, adversarial_weight: loss weights.
         adversarial_start_epoch: first epoch with adversarial terms.
@@ -114,8 +116,9 @@ class AutoencoderGANTrainer(Trainer):
         if adversarial:
             self.d_optimizer.zero_grad(set_to_none=True)
             with autocast:
-                logits_fake = self.discriminator(recon.contiguous().detach().float())[-1]
-                logits_real = self.discriminator(images.contiguous().float())[-1]
+                # one forward pass for both halves: DistributedDataParallel allows one per backward
+                both = torch.cat([recon.detach(), images]).contiguous().float()
+                logits_fake, logits_real = self.discriminator(both)[-1].chunk(2)
                 d_loss = 0.5 * (
                     self.adversarial_loss(logits_fake, target_is_real=False, for_discriminator=True)
                     + self.adversarial_loss(logits_real, target_is_real=True, for_discriminator=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +14,16 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["BundleStage", "bundle_root", "latest_checkpoint", "load_weights", "select_channel", "split_cases"]
+__all__ = [
+    "BundleStage",
+    "bundle_root",
+    "check_versions",
+    "handlers_for_this_rank",
+    "latest_checkpoint",
+    "load_weights",
+    "select_channel",
+    "split_cases",
+]
 
 _REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 
@@ -30,10 +43,99 @@ def bundle_root(name: str) -> str:
     )
 
 
+def _installed_version(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """Major and minor release numbers: ``"2.13.0+cpu"`` -> ``(2, 13)``."""
+    numbers = []
+    for part in version.split("+")[0].split(".")[:2]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        numbers.append(int(digits) if digits else 0)
+    return tuple(numbers)
+
+
+def check_versions(bundle_root: str | os.PathLike) -> list[str]:
+    """Warn about each package whose installed version differs from the one the bundle was tested with.
+
+    Reads ``configs/metadata.json`` of the bundle: ``monai_version``, ``pytorch_version``,
+    ``numpy_version`` and ``required_packages_version``. A package is reported when it is
+    missing or its major.minor release differs (patch releases do not change results).
+    Configs call it first in ``initialize``, so a run on a mismatched stack says so at the start.
+
+    Returns:
+        the messages, one per mismatched package (empty when all match); each is also
+        issued as a ``UserWarning``.
+    """
+    meta_file = Path(bundle_root) / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    tested = {"monai": meta.get("monai_version"), "torch": meta.get("pytorch_version"), "numpy": meta.get("numpy_version")}
+    tested.update(meta.get("required_packages_version", {}))
+    found = []
+    for package, version in tested.items():
+        if not version:
+            continue
+        installed = _installed_version(package)
+        if installed is None:
+            found.append(f"{package} is not installed (tested with {version})")
+        elif _release(installed) != _release(version):
+            found.append(f"{package} {installed} is installed (tested with {version})")
+    messages = [
+        f"{meta.get('name', meta_file.parent.parent.name)} {meta.get('version', '')} was tested with other versions: "
+        f"{problem}. Results may differ or the run may fail; install the tested versions "
+        "(pip install -c constraints.txt ...) to reproduce the documented figures."
+        for problem in found
+    ]
+    for message in messages:
+        warnings.warn(message, stacklevel=2)
+    return messages
+
+
 def latest_checkpoint(folder: str | os.PathLike, pattern: str = "checkpoint*.pt") -> str | None:
     """Newest file matching ``pattern`` in ``folder`` (to resume training), or None."""
     paths = sorted(Path(folder).glob(pattern), key=lambda p: p.stat().st_mtime)
     return str(paths[-1]) if paths else None
+
+
+def handlers_for_this_rank(handlers: Sequence[Any] | None) -> list[Any] | None:
+    """The handlers this process of a ``torchrun`` job attaches: all of them on rank 0 (or
+    outside ``torch.distributed``); on other ranks, only those that write nothing.
+
+    Logging, TensorBoard, MLflow and checkpoint-saving handlers run on rank 0 alone, so
+    that each log, run and checkpoint is written once. The rest (validation, learning-rate
+    schedules, time limits, checkpoint loading) must run on every rank to keep the ranks in step.
+    """
+    import torch.distributed as dist
+    from monai.handlers import CheckpointSaver, MLFlowHandler, StatsHandler, TensorBoardHandler
+
+    if handlers is None or not dist.is_initialized() or dist.get_rank() == 0:
+        return None if handlers is None else list(handlers)
+    writers = (CheckpointSaver, MLFlowHandler, StatsHandler, TensorBoardHandler)
+    for handler in handlers:
+        if isinstance(handler, TensorBoardHandler) and handler.internal_writer:
+            _discard_event_file(handler._writer)
+    return [h for h in handlers if not isinstance(h, writers)]
+
+
+def _discard_event_file(writer: Any) -> None:
+    """Close a TensorBoard ``SummaryWriter`` and delete the empty event file it made when built.
+
+    A handler's writer opens its file in the constructor, before this rank knows it will not
+    log; the file's name ends with the process id (TensorBoard's naming), which tells this
+    process's file from rank 0's in the same folder.
+    """
+    writer.close()
+    log_dir = Path(writer.get_logdir())
+    for event_file in log_dir.glob(f"events.out.tfevents.*.{os.getpid()}.*"):
+        event_file.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # still holds rank 0's files, or another rank's
+        log_dir.rmdir()
 
 
 def split_cases(datalist: Sequence[dict], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[dict], list[dict]]:

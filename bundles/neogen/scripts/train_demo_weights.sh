@@ -25,3 +25,5 @@ for i in 0 1 2; do
     python -m monai.bundle run --config_file "[${files%,}]" --datalist_file "$out/patches/patches.json" \
         --output_dir "$out/runs/${names[$i]}" --ckpt_dir "$out/models" "${extra[@]}"
 done
+# weights trained on a GPU would hold CUDA tensors: ship them loadable on any machine
+python -m neonet_ext.zoo --to-cpu "$out"/models/*.pt

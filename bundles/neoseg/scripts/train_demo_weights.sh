@@ -11,3 +11,5 @@ out=${1:-output/neoseg_train}; shift || true
 python -m monai.bundle run --config_file bundles/neoseg/configs/train.json \
     --dataset_dir "$out/cohort" --output_dir "$out/run" --ckpt_dir "$out/models" \
     --epochs 300 --val_interval 5 --num_workers 8 "$@"
+# weights trained on a GPU would hold CUDA tensors: ship them loadable on any machine
+python -m neonet_ext.zoo --to-cpu "$out/models/model.pt"
