@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -212,3 +213,84 @@ def test_missing_mask_files_and_bad_masks_fail_before_writing(trained, tmp_path)
                       check=False)
     assert result.returncode != 0 and "bad_mask.nii.gz: condition masks must hold only 0 and 1" in result.stdout + result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ network checks and export
+
+
+def tiny_networks(models: Path) -> tuple[dict, dict]:
+    """The three trained networks built from inference.json at the tests' tiny size, and the metadata."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "inference.json"), *map(str, TINY)])
+    parser["bundle_root"] = str(BUNDLE)
+    nets = {name: parser.get_parsed_content(f"{name}_def").eval() for name in ("autoencoder", "diffusion_unet", "controlnet")}
+    nets["autoencoder"].load_state_dict(torch.load(models / "autoencoder.pt", map_location="cpu", weights_only=True))
+    nets["diffusion_unet"].load_state_dict(
+        torch.load(models / "diffusion_unet.pt", map_location="cpu", weights_only=True)["model"])
+    nets["controlnet"].load_state_dict(torch.load(models / "controlnet.pt", map_location="cpu", weights_only=True))
+    return nets, json.loads((CONFIGS / "metadata.json").read_text())
+
+
+def spec_shape(spec: dict) -> tuple[int, ...]:
+    return (1, spec["num_channels"], *spec["spatial_shape"])
+
+
+def test_each_network_matches_its_data_format_in_the_metadata(trained):
+    from monai.bundle import verify_net_in_out
+
+    nets, meta = tiny_networks(trained / "models")
+    ae, unet, controlnet = nets["autoencoder"], nets["diffusion_unet"], nets["controlnet"]
+    (ae_in,), (ae_out,) = meta["autoencoder_data_format"]["inputs"].values(), meta["autoencoder_data_format"]["outputs"].values()
+    latent_spec = meta["diffusion_unet_data_format"]["inputs"]["latent"]
+    with torch.no_grad():
+        image = torch.rand(spec_shape(ae_in))
+        latent = ae.encode_stage_2_inputs(image)
+        assert latent.shape == spec_shape(latent_spec)
+        assert ae.decode_stage_2_outputs(latent).shape == spec_shape(ae_out) == ae.reconstruct(image).shape
+        t, context = torch.tensor([10]), torch.tensor([[[0.0, 1.0]]])
+        masks = (torch.rand(spec_shape(meta["controlnet_data_format"]["inputs"]["masks"])) > 0.5).float()
+        down, mid = controlnet(latent, t, controlnet_cond=masks, context=context)
+        noise = unet(latent, t, context=context, down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        assert noise.shape == spec_shape(meta["controlnet_data_format"]["outputs"]["pred"])
+    # MONAI's own check for the one network whose forward returns a single tensor; it reads the
+    # input called "image" of network_data_format, so the UNet's format is put there under that name
+    unet_format = {"inputs": {"image": latent_spec}, "outputs": meta["diffusion_unet_data_format"]["outputs"]}
+    verify_net_in_out(net_id="diffusion_unet_def", meta_file=str(CONFIGS / "metadata.json"),
+                      config_file=[str(CONFIGS / "inference.json"), *map(str, TINY)], device="cpu",
+                      extra_forward_args={"timesteps": t, "context": context},
+                      **{"_meta_#network_data_format": unet_format})
+
+
+def test_networks_export_to_torchscript_by_tracing(trained, tmp_path):
+    """MONAI's generative networks do not script (variable arguments); they trace. The autoencoder goes
+    through `monai.bundle ckpt_export --use_trace`, the UNet and ControlNet (three inputs) through
+    torch.jit.trace, each checked against the eager network."""
+    nets, meta = tiny_networks(trained / "models")
+    configs = "[" + ",".join(f"'{c}'" for c in [CONFIGS / "inference.json", *TINY]) + "]"
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "ckpt_export", "autoencoder_def", "--use_trace", "True",
+         "--input_shape", "[1, 1, 64, 64, 32]", "--filepath", str(tmp_path / "autoencoder.ts"), "--ckpt_file",
+         str(trained / "models" / "autoencoder.pt"), "--meta_file", str(CONFIGS / "metadata.json"),
+         "--config_file", configs, "--bundle_root", str(BUNDLE)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = torch.rand(1, 1, 64, 64, 32)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        recon = torch.jit.load(tmp_path / "autoencoder.ts", map_location="cpu")(image)[0]
+        torch.manual_seed(0)  # the forward pass samples the latent: same seed, same sample
+        torch.testing.assert_close(recon, nets["autoencoder"](image)[0], rtol=1e-4, atol=1e-5)
+
+        latent, t, context = torch.rand(1, 4, 16, 16, 8), torch.tensor([10]), torch.tensor([[[0.0, 1.0]]])
+        unet = torch.jit.trace(nets["diffusion_unet"], (latent, t, context))
+        torch.testing.assert_close(unet(latent, t, context), nets["diffusion_unet"](latent, t, context=context))
+        masks = (torch.rand(1, 2, 64, 64, 32) > 0.5).float()
+        inputs = {"x": latent, "timesteps": t, "controlnet_cond": masks, "context": context}
+        controlnet = torch.jit.trace(nets["controlnet"], example_kwarg_inputs=inputs)
+        down, mid = controlnet(**inputs)
+        expected_down, expected_mid = nets["controlnet"](**inputs)
+        torch.testing.assert_close(list(down), list(expected_down))
+        torch.testing.assert_close(mid, expected_mid)

@@ -61,20 +61,11 @@ def test_metadata_is_valid_offline():
     verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(SCHEMA))
 
 
-def test_metadata_matches_the_project():
+def test_metadata_names_the_project_labels():  # versions: tests/test_zoo.py
     meta = json.loads((CONFIGS / "metadata.json").read_text())
-    pins = dict(
-        line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line
-    )
-    assert meta["monai_version"] == pins["monai"] and meta["pytorch_version"] == pins["torch"]
-    assert meta["numpy_version"] == pins["numpy"]
-    for package, version in meta["required_packages_version"].items():
-        expected = __import__("neonet_ext").__version__ if package == "neonet-ext" else pins[package]
-        assert version == expected, package
     names = {str(k): v for k, v in LABEL_NAMES.items()}
     assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == names
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == len(names)
-    assert meta["version"] in meta["changelog"]
 
 
 def test_default_network_is_the_segresnet_override():

@@ -44,7 +44,9 @@ class ChannelAttention(nn.Module):
         """
         flat = x.flatten(2)
         gate = torch.sigmoid(self.mlp(flat.mean(dim=-1)) + self.mlp(flat.amax(dim=-1)))
-        return gate.view(*gate.shape, *([1] * self.spatial_dims))
+        for _ in range(self.spatial_dims):  # a loop, not view(*shape): TorchScript cannot unpack lists
+            gate = gate.unsqueeze(-1)
+        return gate
 
 
 class SpatialAttention(nn.Module):

@@ -224,7 +224,7 @@ class PattenNet(nn.Module):
         """
         # Folding channels into the batch shares the encoder weights across channels in a single pass.
         z = self.latent_encoder(x.flatten(0, 1).unsqueeze(1))
-        return z.reshape(x.shape[0], -1, *z.shape[2:])
+        return z.unflatten(0, [x.shape[0], -1]).flatten(1, 2)
 
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """
