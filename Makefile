@@ -1,5 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both first make the
-# virtual environment in .venv (idempotent). Versions live in constraints.txt only.
+# virtual environment in .venv (idempotent). Versions live in constraints.txt; the MONAI Label
+# and MONAI Deploy environments (their own venvs, made by their install scripts) take those pins
+# and change only the ones their tools conflict with, each saying why.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,8 +11,11 @@ STAMP := $(VENV)/.installed
 TORCH_INDEX ?=
 DEMO_OUT ?= output/demo
 PYTEST_ARGS ?=
+LABEL_VENV := .venv-label
+DEPLOY_VENV := .venv-deploy
+RELEASE_DIR ?= dist
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean label test-label deploy test-deploy test-all release
 
 venv: $(STAMP)
 
@@ -28,8 +33,29 @@ demo: venv
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# MONAI Label 0.8.5 (apps/monailabel): a lean install beside the project, its own venv.
+label:
+	bash apps/monailabel/install.sh $(LABEL_VENV)
+
+test-label: label
+	$(LABEL_VENV)/bin/python -m pytest apps/monailabel/tests $(PYTEST_ARGS)
+
+# MONAI Deploy App SDK 4.0 (apps/deploy): about 1.8 GB (holoscan, cupy, tritonclient), its own venv.
+deploy:
+	bash apps/deploy/install.sh $(DEPLOY_VENV)
+
+test-deploy: deploy
+	$(DEPLOY_VENV)/bin/python -m pytest apps/deploy/tests $(PYTEST_ARGS)
+
+# What CI runs: the core suite, then the two integrations against the real tools.
+test-all: test test-label test-deploy
+
+# Model-zoo releases: <name>_v<version>.zip for every bundle and the model_info.json index.
+release: venv
+	$(PY) -m neonet_ext.zoo --out $(RELEASE_DIR) $(if $(BASE_URL),--base-url $(BASE_URL))
+
 bench: venv
 	$(PY) benchmarks/bench_tlcr.py
 
 clean:
-	rm -rf $(VENV) output .pytest_cache
+	rm -rf $(VENV) $(LABEL_VENV) $(DEPLOY_VENV) output .pytest_cache $(RELEASE_DIR)

@@ -36,12 +36,15 @@ def run_bundle(
 TWO_CPU_PROCESSES = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--tee", "3"]
 
 
-def check_two_rank_run(result: subprocess.CompletedProcess, run_dir: Path, epoch: int = 1) -> None:
-    """Assert that both ranks of a ``TWO_CPU_PROCESSES`` training run finished ``epoch`` and
-    that one process alone wrote the TensorBoard logs and the checkpoint in ``run_dir``."""
+def check_two_rank_run(result: subprocess.CompletedProcess, run_dir: Path, epoch: int = 1,
+                       engine: str = "Trainer") -> None:
+    """Assert that both ranks of a ``TWO_CPU_PROCESSES`` training run finished ``epoch`` (as the
+    log of ``engine`` says) and that one process alone wrote the TensorBoard logs and the
+    checkpoint in ``run_dir``."""
     log = result.stdout + result.stderr
     for rank in (0, 1):
-        assert re.search(rf"^\[default{rank}\]:.*Trainer - INFO - Epoch\[{epoch}\] Complete", log, re.M), f"rank {rank}"
+        finished = rf"^\[default{rank}\]:.*{engine} - INFO - Epoch\[{epoch}\] Complete"
+        assert re.search(finished, log, re.M), f"rank {rank}:\n" + "\n".join(re.findall(r"^.*Epoch.*$", log, re.M))
     # TensorBoard names each event file after the process that wrote it
     writers = {p.name.split(".")[-2] for p in (run_dir / "tensorboard").iterdir()}
     assert len(writers) == 1, sorted((run_dir / "tensorboard").iterdir())
