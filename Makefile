@@ -15,7 +15,7 @@ LABEL_VENV := .venv-label
 DEPLOY_VENV := .venv-deploy
 RELEASE_DIR ?= dist
 
-.PHONY: venv demo test bench clean label test-label deploy test-deploy test-all release
+.PHONY: venv demo test test-slow bench clean label test-label deploy test-deploy test-all release
 
 venv: $(STAMP)
 
@@ -30,25 +30,37 @@ $(STAMP): pyproject.toml constraints.txt
 demo: venv
 	$(PY) -m neonet_ext.demo --out $(DEMO_OUT)
 
+# The default suite leaves out the tests marked slow (each repeats a path a faster test
+# covers, on other networks or through the full CLI); test-all runs them.
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@echo "== make $@ started $$(date +%T)"
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: venv
+	@echo "== make $@ started $$(date +%T)"
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # MONAI Label 0.8.5 (apps/monailabel): a lean install beside the project, its own venv.
 label:
+	@echo "== make $@ started $$(date +%T)"
 	bash apps/monailabel/install.sh $(LABEL_VENV)
 
 test-label: label
+	@echo "== make $@ started $$(date +%T)"
 	$(LABEL_VENV)/bin/python -m pytest apps/monailabel/tests $(PYTEST_ARGS)
 
 # MONAI Deploy App SDK 4.0 (apps/deploy): about 1.8 GB (holoscan, cupy, tritonclient), its own venv.
 deploy:
+	@echo "== make $@ started $$(date +%T)"
 	bash apps/deploy/install.sh $(DEPLOY_VENV)
 
 test-deploy: deploy
+	@echo "== make $@ started $$(date +%T)"
 	$(DEPLOY_VENV)/bin/python -m pytest apps/deploy/tests $(PYTEST_ARGS)
 
-# What CI runs: the core suite, then the two integrations against the real tools.
-test-all: test test-label test-deploy
+# What CI runs: the core suite, its slow tests, then the two integrations against the real tools.
+test-all: test test-slow test-label test-deploy
+	@echo "== make $@ finished $$(date +%T)"
 
 # Model-zoo releases: <name>_v<version>.zip for every bundle and the model_info.json index.
 release: venv

@@ -105,7 +105,7 @@ def test_every_stage_logs_to_mlflow(trained, stage, metrics):
     assert metrics <= set(run.data.metrics)
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3])
+@pytest.mark.parametrize("stage", [1, pytest.param(2, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)])
 def test_multi_gpu_config_trains_each_stage_in_two_cpu_processes(trained, stage, tmp_path):
     shutil.copytree(trained / "models", tmp_path / "models")  # the earlier stages' weights
     # a validation case for each rank; GAN terms from epoch 1 so both networks of stage 1 run under DDP
@@ -263,6 +263,7 @@ def test_each_network_matches_its_data_format_in_the_metadata(trained):
                       **{"_meta_#network_data_format": unet_format})
 
 
+@pytest.mark.slow
 def test_networks_export_to_torchscript_by_tracing(trained, tmp_path):
     """MONAI's generative networks do not script (variable arguments); they trace. The autoencoder goes
     through `monai.bundle ckpt_export --use_trace`, the UNet and ControlNet (three inputs) through

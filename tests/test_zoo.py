@@ -150,6 +150,7 @@ def test_release_refuses_weights_saved_on_a_gpu_and_oversized_files(tmp_path):
     assert not (tmp_path / "dist").exists() or not list((tmp_path / "dist").iterdir())  # nothing half-written
 
 
+@pytest.mark.slow
 def test_downloaded_bundles_run_the_chain(release, tmp_path):
     """What a user of a model zoo does: download by name from the index's URL, then run the copy."""
     info = json.loads((release / "model_info.json").read_text())
@@ -180,6 +181,7 @@ def test_release_command_names_a_folder_that_is_not_a_bundle(tmp_path):
 # ------------------------------------------------------------------ network checks and export
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, shape_options", [("neoseg", ["--n", "4"]), ("neocls", [])])
 def test_network_matches_its_data_format_and_exports_to_torchscript(name, shape_options, tmp_path):
     from monai.bundle import ConfigParser
