@@ -34,11 +34,11 @@ demo: venv
 # covers, on other networks or through the full CLI); test-all runs them.
 test: venv
 	@echo "== make $@ started $$(date +%T)"
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --durations=10 $(PYTEST_ARGS)
 
 test-slow: venv
 	@echo "== make $@ started $$(date +%T)"
-	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -m slow --durations=10 $(PYTEST_ARGS)
 
 # MONAI Label 0.8.5 (apps/monailabel): a lean install beside the project, its own venv.
 label:

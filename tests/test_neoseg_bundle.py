@@ -88,7 +88,7 @@ def test_shipped_weights_load_on_cpu():
 # ------------------------------------------------------------------ training
 
 
-@pytest.mark.parametrize("network", ["unet", "dynunet", "swinunetr"])
+@pytest.mark.parametrize("network", ["unet", "dynunet", pytest.param("swinunetr", marks=pytest.mark.slow)])
 def test_each_network_trains_at_tiny_size(network, cohort, tmp_path):
     result = bundle_run(["train.json", f"networks/{network}.json"], *train_overrides(cohort, tmp_path, network))
     assert "val_mean_dice" in result.stdout + result.stderr

@@ -119,6 +119,7 @@ def test_a_finished_study_reruns_nothing_and_other_settings_are_refused(study):
     assert other.returncode == 2 and "shared_generator" in other.stderr and "other settings" in other.stderr
 
 
+@pytest.mark.slow
 def test_a_shared_generator_is_trained_once_and_labels_the_results_leaky(tmp_path):
     profile = dataclasses.replace(load_profile("tiny"), models=("densenet121",), ablations=())
     lines = []
@@ -132,6 +133,7 @@ def test_a_shared_generator_is_trained_once_and_labels_the_results_leaky(tmp_pat
     assert "LEAKY" in (tmp_path / "auc_table.md").read_text() and "LEAKY" in (tmp_path / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_neoseg_cuts_the_patches_in_chunks_and_they_are_resampled(tmp_path):
     from neonet_ext.data.synthetic import write_cohort
 
