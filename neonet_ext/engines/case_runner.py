@@ -97,6 +97,7 @@ class CaseRunner:
         """Add ``pred_key`` (C, X, Y, Z) to a pre-processed case (nothing without a network)."""
         if self.network is None:
             return data
+        self.network.eval()  # here, not in run(): callers that serve one case at a time use infer alone
         image = data[self.image_key]
         inputs = image.unsqueeze(0).to(self.device)
         with torch.no_grad(), torch.autocast(self.device.type, enabled=self.amp and self.device.type == "cuda"):
@@ -106,9 +107,14 @@ class CaseRunner:
         data[self.pred_key] = pred
         return data
 
+    def process(self, item: Mapping[str, Any], preprocessing: Callable | None = None) -> dict:
+        """One case through pre-processing (``preprocessing`` in place of the runner's, e.g. one that
+        starts from an image already loaded), inference and post-processing; return its data."""
+        return self.postprocessing(self.infer((preprocessing or self.preprocessing)(dict(item))))
+
     def run_case(self, item: Mapping[str, Any]) -> dict:
         """Process one case; return its entry of the output datalist."""
-        data = self.postprocessing(self.infer(self.preprocessing(dict(item))))
+        data = self.process(item)
         # input paths too are stored relative to the output folder (absolute when outside it), as
         # readers of the datalist resolve relative paths from its folder, not the working directory
         entry = {k: relative_to_folder(v, self.output_dir) if k in PATH_KEYS and isinstance(v, (str, Path)) else v
@@ -134,8 +140,6 @@ class CaseRunner:
 
     def run(self) -> list[dict]:
         """Process every case; return the output datalist entries."""
-        if self.network is not None:
-            self.network.eval()
         n = len(self.datalist)
         entries: list[dict] = []
         failures: list[str] = []

@@ -143,13 +143,11 @@ class NeoNetChain:
         self._after_loading = Compose(transforms[1:])
         self.device = self.runner.device
         self.bundles = {"neoseg": _bundle_info(self.neoseg_root), "neocls": _bundle_info(self.neocls_root)}
-        if self.runner.network is not None:
-            self.runner.network.eval()
 
     def _run(self, item: dict, preprocessing) -> CaseResult:
         runner = self.runner
         try:
-            data = runner.postprocessing(runner.infer(preprocessing(item)))
+            data = runner.process(item, preprocessing)
         except Exception as exc:  # name the input and the innermost cause, as the bundles' runner does
             raise RuntimeError(describe_case_error(item, exc)) from exc
         flags = {name: flag(data) for name, flag in runner.case_flags.items()}

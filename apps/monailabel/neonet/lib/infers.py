@@ -80,10 +80,6 @@ class _BundleChainTask(ImageKeyGuard, BasicInferTask):
             if cached is None or cached[0] != stamp:
                 logger.info(f"{self.name}: parsing {self.bundle_root / 'configs' / 'inference.json'} for {device}")
                 runner = BundleStage(self.bundle_root, self.name, overrides=self.overrides(device))["runner"]
-                if runner.network is not None:
-                    # CaseRunner.run() would do this; infer() alone does not (SegResNet's dropout
-                    # would otherwise stay on and change the label map from call to call)
-                    runner.network.eval()
                 self._runners[str(device)] = cached = (stamp, runner)
             return cached[1]
 
