@@ -66,10 +66,13 @@ def per_sample_seconds(output: str) -> list[float]:
     return [float(s) for s in re.findall(r"\] synthetic_\S+: ([0-9.]+) s", output)]
 
 
-def bench_generation(name: str, schedulers: list[str], steps: int, samples: int, weights: Path, out: Path) -> dict:
+def bench_generation(name: str, schedulers: list[str], steps: int, samples: int, weights: Path, out: Path,
+                     masks: Path | None = None) -> dict:
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs_arg("inference.json", *schedulers),
                "--num_samples", str(samples), "--num_inference_steps", str(steps), "--ckpt_dir", str(weights),
                "--output_dir", str(out), "--device", "$torch.device('cpu')"]
+    if masks:
+        command += ["--datalist_file", str(masks)]
     run = run_child(command, out.parent / f"{out.name}.log")
     seconds = per_sample_seconds(run.output)
     return {"scheduler": name, "steps": steps, "samples": len(seconds), "s_per_patch": statistics.median(seconds),
@@ -98,7 +101,9 @@ def main() -> None:
     parser.add_argument("--rflow_ckpt_dir", type=Path, help="trained RFlow-objective weights (default: random)")
     parser.add_argument("--real", type=Path, help="held-out real patch datalist, for fidelity")
     parser.add_argument("--train", type=Path, help="NeoGen's training patch datalist, for fidelity")
-    parser.add_argument("--samples", type=int, default=4, help="patches per scheduler (DDPM-1000: 1)")
+    parser.add_argument("--masks", type=Path, help="patch datalist whose masks condition generation (default: the shipped sample)")
+    parser.add_argument("--samples", type=int, default=4, help="patches per scheduler")
+    parser.add_argument("--ddpm_samples", type=int, default=1, help="patches for DDPM-1000 (about 1 min each on 2 cores)")
     parser.add_argument("--no-training", action="store_true", help="skip the training step times")
     args = parser.parse_args()
 
@@ -117,23 +122,27 @@ def main() -> None:
         trained = args.ckpt_dir is not None
         print(f"{cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads; weights: "
               f"{'trained ' + str(args.ckpt_dir) if trained else 'seeded random (speed only)'}", flush=True)
-        rows = []
+        rows, reference = [], None
         for name, schedulers, steps in plan:
-            n = 1 if steps >= 1000 else samples
+            n = args.ddpm_samples if steps >= 1000 else samples
             w = rflow_weights if name == "RFlow" else weights
-            r = bench_generation(name, schedulers, steps, n, w, work / f"{name}_{steps}")
+            r = bench_generation(name, schedulers, steps, n, w, work / f"{name}_{steps}", args.masks)
             fidelity = ""
             if args.real and args.train and (args.rflow_ckpt_dir if name == "RFlow" else trained):
                 report = quality_report(load_patch_set(r["output"] / "synthetic_patches.json"),
                                         load_patch_set(args.real), load_patch_set(args.train))
-                fidelity = (f" | {report['mmd']:.1f} | {report['contrast_synthetic']:.3f} | "
-                            f"{report['class_positive_rate_synthetic']:.2f}")
+                fidelity = (f" | {report['mmd']:.1f} | {report['ms_ssim_synthetic']:.3f} | "
+                            f"{report['contrast_synthetic']:.3f} | {report['class_positive_rate_synthetic']:.2f}")
+                reference = (f"| held-out real (floor: real vs training) | | {report['n_real']} | | "
+                             f"| {report['mmd_real_vs_train']:.1f} | {report['ms_ssim_real']:.3f} | "
+                             f"{report['contrast_real']:.3f} | {report['class_positive_rate_real']:.2f} |")
                 print(json.dumps(report), flush=True)
             rows.append(f"| {name} | {steps} | {r['samples']} | {r['s_per_patch']:.2f} | {r['peak_rss_mib']:.0f}{fidelity} |")
             print(rows[-1], flush=True)
         header = "| scheduler | steps | patches | s per patch (median) | peak RSS (MiB) |"
-        if args.real:
-            header += " MMD | tumour contrast | class+ rate |"
+        if reference:
+            header += " MMD | MS-SSIM | tumour contrast | class+ rate |"
+            rows.append(reference)
         print("\n" + header + "\n|" + " --- |" * (header.count("|") - 1))
         print("\n".join(rows))
         if not args.no_training:

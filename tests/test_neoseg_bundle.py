@@ -107,6 +107,17 @@ def test_training_resumes_from_the_last_checkpoint(trained, cohort, tmp_path):
     assert "Epoch[1] Complete" not in log and "Epoch[2] Complete" in log
 
 
+def test_training_can_start_from_the_shipped_weights(cohort, tmp_path):
+    shipped = BUNDLE / "models" / "model.pt"
+    result = bundle_run(["train.json"], *train_overrides(cohort, tmp_path), "--pretrained_checkpoint", str(shipped), "--learning_rate", "0")
+    assert f"Restored all variables from {shipped}" in result.stdout + result.stderr
+    expected = torch.load(shipped, map_location="cpu", weights_only=True)
+    trained = torch.load(tmp_path / "run" / "checkpoints" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
+    assert trained["model"].keys() == expected.keys()
+    for key, value in expected.items():  # learning rate 0: one epoch leaves the loaded weights as they were
+        torch.testing.assert_close(trained["model"][key], value, msg=key)
+
+
 def test_training_logs_to_a_local_mlflow_store(cohort, tmp_path):
     import mlflow  # the 'tracking' extra, part of the test install
 
