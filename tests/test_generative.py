@@ -66,7 +66,11 @@ def test_masked_patch_matches_tlcr():
 
 @pytest.mark.parametrize(
     "scheduler, target",
-    [(DDPMScheduler(num_train_timesteps=100), "noise"), (RFlowScheduler(num_train_timesteps=100), "velocity")],
+    [
+        (DDPMScheduler(num_train_timesteps=100), "noise"),
+        (DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction"), "v"),
+        (RFlowScheduler(num_train_timesteps=100), "velocity"),
+    ],
 )
 def test_prepare_batch_encodes_and_picks_the_target(scheduler, target):
     autoencoder = tiny_autoencoder()
@@ -79,7 +83,14 @@ def test_prepare_batch_encodes_and_picks_the_target(scheduler, target):
     assert z.shape == (2, 2, 4, 4, 4) and args == ()
     assert set(kwargs) == {"noise", "timesteps", "condition", "cn_cond"}
     assert kwargs["cn_cond"].shape == (2, 2, 8, 8, 8) and kwargs["condition"].shape == (2, 1, 2)
-    expected = kwargs["noise"] if target == "noise" else z - kwargs["noise"]
+    with torch.no_grad():  # the scaled posterior mean, not a sample: the same latents every time
+        torch.testing.assert_close(z, 0.5 * autoencoder.encode(batch["image"])[0])
+    noise, t = kwargs["noise"], kwargs["timesteps"]
+    if target == "v":
+        alpha = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+        expected = alpha.sqrt() * noise - (1 - alpha).sqrt() * z
+    else:
+        expected = noise if target == "noise" else z - noise
     torch.testing.assert_close(label, expected)
     assert not any(p.requires_grad for p in autoencoder.parameters())  # frozen
 

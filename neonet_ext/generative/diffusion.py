@@ -51,10 +51,14 @@ class LatentDiffusionPrepareBatch(DiffusionPrepareBatch):
     """Encode the batch with a frozen autoencoder, then draw noise, timesteps and the target.
 
     Returns ``(z, target, (), kwargs)`` for ``SupervisedTrainer``: ``z`` (B, C_z, *S_z) are the
-    scaled posterior samples; ``kwargs`` holds ``noise`` and ``timesteps``, plus
+    scaled posterior means, the latents that :func:`estimate_latent_scale` measures and that
+    generation decodes. Posterior samples would add the encoder's sigma as noise the UNet has
+    to model: a briefly trained autoencoder still has sigma near its initial 1, as large as
+    the signal. ``kwargs`` holds ``noise`` and ``timesteps``, plus
     ``condition`` (the class context, ``condition_name``) and ``cn_cond`` (the ControlNet
     masks, ``control_name``) when those names are given. The target is the noise for
-    DDPM/DDIM-style schedulers (epsilon prediction), ``z - noise`` (the velocity) for
+    DDPM/DDIM-style schedulers with ``prediction_type="epsilon"``, the velocity
+    ``sqrt(a) * noise - sqrt(1 - a) * z`` with ``"v_prediction"``, ``z - noise`` for
     ``RFlowScheduler``, whose timesteps come from its own ``sample_timesteps``.
 
     Args:
@@ -101,7 +105,7 @@ class LatentDiffusionPrepareBatch(DiffusionPrepareBatch):
         images = (images.as_tensor() if isinstance(images, MetaTensor) else images).to(device, non_blocking=non_blocking)
         self.autoencoder.eval()
         with torch.no_grad():
-            z = self.latent_scale(self.autoencoder.encode_stage_2_inputs(images))
+            z = self.latent_scale(self.autoencoder.encode(images)[0])
         noise = self.get_noise(z)
         timesteps = self.get_timesteps(z).to(z.device)
         target = self.get_target(z, noise, timesteps)
