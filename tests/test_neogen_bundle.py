@@ -78,6 +78,36 @@ def test_inference_builds_the_networks_the_stages_train():
         assert inference[key] == trained_defs[key], key
 
 
+def test_shipped_weights_load_on_cpu_and_fit_the_model_zoo():
+    from monai.bundle import ConfigParser
+
+    from neonet_ext.generative import load_diffusion_checkpoint
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    parser["device"] = "$torch.device('cpu')"
+    models = BUNDLE / "models"
+    for name, key in (("autoencoder.pt", "autoencoder"), ("controlnet.pt", "controlnet")):
+        parser.get_parsed_content(key).load_state_dict(torch.load(models / name, map_location="cpu", weights_only=True))
+    latent_scale = parser.get_parsed_content("latent_scale")
+    load_diffusion_checkpoint(str(models / "diffusion_unet.pt"), parser.get_parsed_content("diffusion_unet"), latent_scale)
+    assert float(latent_scale.value) != 1.0  # estimated on the training latents, not the default
+    for name in ("autoencoder.pt", "diffusion_unet.pt", "controlnet.pt"):
+        assert (models / name).stat().st_size < 25 * 2**20, name
+
+
+def test_generation_with_no_arguments_uses_the_shipped_weights(tmp_path):
+    """The default command on the shipped sample's masks; trained weights follow the masks (tumour darker than liver)."""
+    bundle_run(["inference.json"], "--output_dir", str(tmp_path), "--num_samples", "2")
+    entries = load_patch_datalist(tmp_path / "synthetic_patches.json")
+    assert len(entries) == 2
+    for entry in entries:
+        image = nib.load(entry["patch_image"]).get_fdata()
+        masks = np.asarray(nib.load(entry["patch_mask"]).dataobj).astype(bool)
+        tumour, liver = masks[..., 1], masks[..., 0] & ~masks[..., 1]
+        assert image[tumour].mean() < image[liver].mean() - 0.1
+
+
 # ------------------------------------------------------------------ training and generation
 
 
