@@ -173,4 +173,6 @@ def test_heldout_evaluation_scores_the_chain_against_the_oracle(checkpoint, tmp_
     assert figures["n_generated"] == 4 and figures["n_cases"] + figures["n_without_probability"] == 4
     assert 0 <= figures["oracle_auc"] <= 1 and figures["auc_over_oracle"] == pytest.approx(
         figures["roc_auc"] / figures["oracle_auc_scored_cases"])
+    assert 0 <= figures["sign_reader_auc_scored_cases"] <= 1 and figures["auc_over_sign_reader"] == pytest.approx(
+        figures["roc_auc"] / figures["sign_reader_auc_scored_cases"])
     assert (tmp_path / "reliability.png").is_file() and (tmp_path / "seed_5" / "chain" / "predictions.csv").is_file()

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,6 +96,7 @@ def test_the_report_and_the_mlflow_store(study):
     assert "channel attention only | 0." in (out / "ablation_table.md").read_text()
     summary = (out / "summary.md").read_text()
     assert "synthetic-data results" in summary and "ground-truth labels" in summary and "| verdict |" in summary
+    assert re.search(r"reader of the exact imaging signs, fit on each fold's training cases, reaches [01]\.\d{3}", summary)
     from unittest import mock
 
     import mlflow

@@ -18,11 +18,13 @@ from scipy import ndimage
 
 from neonet_ext.data import synthetic
 from neonet_ext.data.synthetic import (
+    IMAGING_SIGNS,
     SyntheticCohortConfig,
     generate_case,
     main,
     oracle_auc,
     sample_cohort_latents,
+    sign_reader_auc,
     write_cohort,
 )
 from neonet_ext.labels import BACKGROUND, LABEL_NAMES, LIVER, TUMOUR
@@ -210,6 +212,16 @@ def test_signs_differ_by_class_but_overlap():
 
 def test_oracle_auc_of_one_class_is_nan():
     assert np.isnan(oracle_auc([1, 1, 1], [0.1, 0.2, 0.3]))
+
+
+def test_sign_reader_sits_between_chance_and_the_oracle():
+    train, test = sample_cohort_latents(2000, 3), sample_cohort_latents(2000, 4)
+    reader, oracle = sign_reader_auc(train, test), oracle_auc(test.pni, test.pni_risk)
+    # the signs together say more than any one of them, and less than the risk they are drawn from
+    assert max(oracle_auc(test.pni, test[sign]) for sign in IMAGING_SIGNS) + 0.03 < reader < oracle - 0.03
+    null = SyntheticCohortConfig(effect=0.0)
+    assert abs(sign_reader_auc(sample_cohort_latents(2000, 3, null), sample_cohort_latents(2000, 4, null)) - 0.5) < 0.05
+    assert np.isnan(sign_reader_auc(train[train.pni == 0], test))
 
 
 # ------------------------------------------------------------------ command line and writing

@@ -23,11 +23,13 @@ _PATCHES = (
 __all__ = [
     *_DISCOVERY,
     *_PATCHES,
+    "IMAGING_SIGNS",
     "CaseLatents",
     "SyntheticCase",
     "SyntheticCohortConfig",
     "generate_case",
     "sample_cohort_latents",
+    "sign_reader_auc",
     "write_cohort",
 ]
 

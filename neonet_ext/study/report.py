@@ -253,8 +253,11 @@ def summary_markdown(results: StudyResults, tests: Sequence[Mapping[str, Any]], 
     top = max(ratios)
     lines = ["# Study summary", ""]
     data = (f"a synthetic cohort made by this project ({cohort['n_cases']} cases, {cohort['n_pni_positive']} PNI+"
-            + (f"; oracle AUC of the generator's latent risk {cohort['oracle_auc']:.3f}, the best any model could reach)"
-               if "oracle_auc" in cohort else ")")) if cohort.get("synthetic") else \
+            + (f"; oracle AUC of the generator's latent risk {cohort['oracle_auc']:.3f}, the best any model could reach"
+               if "oracle_auc" in cohort else "")
+            + (f"; a logistic reader of the exact imaging signs, fit on each fold's training cases, reaches "
+               f"{cohort['sign_reader_auc']:.3f}, a reference for what the images allow" if "sign_reader_auc" in cohort else "")
+            + ")") if cohort.get("synthetic") else \
         f"the cohort at {cohort['path']} ({cohort['n_cases']} cases, {cohort['n_pni_positive']} PNI+)"
     lines += [
         f"Profile `{profile.name}` ({profile.description}); data: {data}. Patches from "

@@ -203,6 +203,7 @@ class Study:
             write_patch_datalist([item for item in train if int(item["pni"]) == 1], files["positives"])
             n_pos = sum(int(item["pni"]) == 1 for item in train)
             info.append({"fold": k, "files": files, "n_train": len(train), "n_train_pos": n_pos,
+                         "train_cases": [item["case_id"] for item in train], "test_cases": [item["case_id"] for item in test],
                          "n_test": len(test), "n_test_pos": sum(int(i["pni"]) == 1 for i in test),
                          "synthetic_needed": synthetic_needed(len(train) - n_pos, n_pos, max(self.profile.ratios, default=0)),
                          "all_items": items})
@@ -372,26 +373,34 @@ class Study:
         rows = self.collect(cells, folds, results)
         from neonet_ext.study.report import write_report
 
-        write_report(self.out, rows, self.profile, self.settings, self.cohort_summary(cohort), self.log)
+        write_report(self.out, rows, self.profile, self.settings, self.cohort_summary(cohort, folds), self.log)
         missing = [r for r in rows if r["error"]]
         self.log(f"== study {'finished' if not missing else 'finished with ' + str(len(missing)) + ' failed cells'} "
                  f"in {(time.perf_counter() - start) / 60:.1f} min: {self.out}")
         return 1 if missing else 0
 
-    def cohort_summary(self, datalist_file: Path) -> dict[str, Any]:
-        """Cohort figures for the report: size, PNI+ count and, for a synthetic cohort, the oracle AUC."""
+    def cohort_summary(self, datalist_file: Path, folds: Sequence[dict] = ()) -> dict[str, Any]:
+        """Cohort figures for the report: size, PNI+ count and, for a synthetic cohort, the oracle AUC and
+        the sign reader's AUC (mean over ``folds``: fit on each fold's training cases, scored on its test cases)."""
         items = json.loads(datalist_file.read_text())["training"]
         summary: dict[str, Any] = {"n_cases": len(items), "n_pni_positive": sum(int(i["pni"]) == 1 for i in items),
                                    "path": str(datalist_file.parent), "synthetic": False}
         table = datalist_file.parent / "cohort.csv"
         if table.is_file():
-            from neonet_ext.data.synthetic import oracle_auc
+            import numpy as np
+            import pandas as pd
+
+            from neonet_ext.data.synthetic import IMAGING_SIGNS, oracle_auc, sign_reader_auc
 
             with table.open() as f:
                 records = list(csv.DictReader(f))
             if records and "pni_risk" in records[0]:
                 summary.update(synthetic=True, oracle_auc=oracle_auc([int(r["pni"]) for r in records],
                                                                       [float(r["pni_risk"]) for r in records]))
+            if folds and records and all(sign in records[0] for sign in IMAGING_SIGNS):
+                latents = pd.DataFrame(records).set_index("case_id")
+                summary["sign_reader_auc"] = float(np.nanmean([
+                    sign_reader_auc(latents.loc[fold["train_cases"]], latents.loc[fold["test_cases"]]) for fold in folds]))
         return summary
 
     def collect(self, cells: Sequence[Cell], folds: Sequence[dict], results: dict[str, dict]) -> list[dict[str, Any]]:

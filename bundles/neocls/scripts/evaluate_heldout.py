@@ -7,8 +7,10 @@ NeoGen and NeoCls train on seed 0; one permuted block per cohort, so each has th
 PNI+ share), and the whole chain runs on its raw volumes with
 ``configs/inference.json`` (NeoSeg -> TLCR -> PattenNet). The probabilities are then scored
 against the cohort's PNI labels: ROC AUC with a bootstrap 95% CI, the oracle AUC (the
-generator's latent ``pni_risk``, the best any model could rank), their ratio, the expected
-calibration error, and a reliability plot. Cases where NeoSeg found no tumour get no
+generator's latent ``pni_risk``, the best any model could rank), the sign-reader AUC (a
+logistic model on the exact imaging signs of the cohort the shipped weights trained on,
+``--reader_seed``/``--reader_cases``: what a flawless reader of the image could reach),
+PattenNet's ratio to each, the expected calibration error, and a reliability plot. Cases where NeoSeg found no tumour get no
 probability and are counted, not scored.
 
 Writes ``OUT/metrics.json``, ``OUT/predictions.csv`` (``case``, ``pni_probability``, ``pni``),
@@ -27,8 +29,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from neonet_ext.data.synthetic import sample_cohort_latents, sign_reader_auc
 from neonet_ext.engines import ClassificationReport
 from neonet_ext.utils.io import atomic_write
 
@@ -41,7 +45,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def run_cohort(out: Path, seed: int, cases: int, config_file: str, extra: list[str]) -> list[dict]:
-    """Generate one cohort, run the chain on it; rows of (case, probability, pni, pni_risk)."""
+    """Generate one cohort, run the chain on it; rows of (case, probability, error, pni, pni_risk, latents)."""
     cohort = out / "cohort"
     if not (cohort / "cohort.csv").is_file():
         subprocess.run([sys.executable, "-m", "neonet_ext.data.synthetic", "--out", str(cohort), "--cases", str(cases),
@@ -56,7 +60,8 @@ def run_cohort(out: Path, seed: int, cases: int, config_file: str, extra: list[s
     for row in read_csv(out / "chain" / "predictions.csv"):
         case = truth[row["case"]]
         rows.append({"case": f"seed{seed}/{row['case']}", "probability": row["pni_probability"],
-                     "error": row["error"], "pni": int(case["pni"]), "pni_risk": float(case["pni_risk"])})
+                     "error": row["error"], "pni": int(case["pni"]), "pni_risk": float(case["pni_risk"]),
+                     "latents": case})
     return rows
 
 
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=48, help="cases per cohort")
     parser.add_argument("--config_file", default=str(BUNDLE / "configs" / "inference.json"),
                         help="the chain's config (a list \"['a.json','b.json']\" layers overrides)")
+    parser.add_argument("--reader_seed", type=int, default=0, help="seed of the sign reader's training cohort")
+    parser.add_argument("--reader_cases", type=int, default=96, help="cases of the sign reader's training cohort")
     parser.add_argument("bundle_args", nargs="*", help="after --: overrides for monai.bundle run")
     args = parser.parse_args(argv)
 
@@ -79,17 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     figures = report.write()
     oracle = float(roc_auc_score(labels, [r["pni_risk"] for r in rows]))
     oracle_scored = float(roc_auc_score([r["pni"] for r in scored], [r["pni_risk"] for r in scored]))
+    reader = sign_reader_auc(sample_cohort_latents(args.reader_cases, args.reader_seed),
+                             pd.DataFrame([r["latents"] for r in scored]))
     figures.update({
         "seeds": args.seeds, "cases_per_cohort": args.cases, "n_generated": len(rows),
         "n_without_probability": len(rows) - len(scored),
         "failed_cases": [r["case"] for r in rows if r["error"]],
         "oracle_auc": oracle, "oracle_auc_scored_cases": oracle_scored,
         "auc_over_oracle": figures["roc_auc"] / oracle_scored,
+        "sign_reader_auc_scored_cases": reader, "sign_reader_over_oracle": reader / oracle_scored,
+        "auc_over_sign_reader": figures["roc_auc"] / reader,
         "wall_seconds": round(time.perf_counter() - start, 1),
     })
     atomic_write(args.out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(figures, indent=2) + "\n"))
     print(f"oracle AUC {oracle_scored:.3f} on the scored cases ({oracle:.3f} on all {len(rows)}); "
-          f"PattenNet / oracle = {figures['auc_over_oracle']:.3f}; {len(rows) - len(scored)} cases without a "
+          f"PattenNet / oracle = {figures['auc_over_oracle']:.3f}; sign reader {reader:.3f} "
+          f"({reader / oracle_scored:.3f} x oracle); {len(rows) - len(scored)} cases without a "
           f"probability; {args.out / 'metrics.json'}")
     return 0
 

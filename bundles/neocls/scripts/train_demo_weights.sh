@@ -15,9 +15,7 @@ shift $(( $# < 2 ? $# : 2 ))
 neogen_models=${NEOGEN_MODELS:-bundles/neogen/models}
 val_fraction=0.2
 seed=0
-[[ -f "$out/cohort/dataset.json" ]] || python -m neonet_ext.data.synthetic --out "$out/cohort" --cases 96 --seed 0 --int16 --quiet
-[[ -f "$out/patches/patches.json" ]] || python -m monai.bundle run --config_file bundles/neoseg/configs/inference.json \
-    --datalist_file "$out/cohort/dataset.json" --datalist_key training --output_dir "$out/patches"
+bash bundles/neoseg/scripts/cohort_patches.sh "$out" 96 0
 
 # the training split's PNI+ patches (NeoGen keeps case ids, so each synthetic patch names its source case)
 needed=$(python - "$out" "$ratio" "$val_fraction" "$seed" <<'EOF'

@@ -17,12 +17,8 @@ train_dir=${TRAIN_DIR:-output/neogen_train}
 models=${NEOGEN_MODELS:-bundles/neogen/models}
 configs="'bundles/neogen/configs/inference.json'"
 [[ -n "${SCHEDULER_CONFIG:-}" ]] && configs+=",'${SCHEDULER_CONFIG}'"
-[[ -f "$train_dir/cohort/dataset.json" ]] || python -m neonet_ext.data.synthetic --out "$train_dir/cohort" --cases 96 --seed 0 --int16 --quiet
-[[ -f "$train_dir/patches/patches.json" ]] || python -m monai.bundle run --config_file bundles/neoseg/configs/inference.json \
-    --datalist_file "$train_dir/cohort/dataset.json" --datalist_key training --output_dir "$train_dir/patches"
-[[ -f "$out/heldout/cohort/dataset.json" ]] || python -m neonet_ext.data.synthetic --out "$out/heldout/cohort" --cases 48 --seed 1001 --int16 --quiet
-[[ -f "$out/heldout/patches/patches.json" ]] || python -m monai.bundle run --config_file bundles/neoseg/configs/inference.json \
-    --datalist_file "$out/heldout/cohort/dataset.json" --datalist_key training --output_dir "$out/heldout/patches"
+bash bundles/neoseg/scripts/cohort_patches.sh "$train_dir" 96 0
+bash bundles/neoseg/scripts/cohort_patches.sh "$out/heldout" 48 1001
 for class in 1 0; do
     echo "== class $class: $samples patches $(date +%T)"
     [[ -f "$out/class$class/synthetic_patches.json" ]] || python -m monai.bundle run --config_file "[$configs]" \

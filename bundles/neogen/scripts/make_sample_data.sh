@@ -4,9 +4,7 @@
 set -euo pipefail
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python -m neonet_ext.data.synthetic --out "$work/cohort" --cases 8 --seed 9002 --prevalence 0.5 --block-size 8 --int16 --quiet
-python -m monai.bundle run --config_file bundles/neoseg/configs/inference.json \
-    --datalist_file "$work/cohort/dataset.json" --datalist_key training --output_dir "$work/patches"
+bash bundles/neoseg/scripts/cohort_patches.sh "$work" 8 9002 --prevalence 0.5 --block-size 8
 python - "$work/patches" bundles/neogen/sample_data <<'PY'
 import json, shutil, sys
 from pathlib import Path

@@ -28,9 +28,7 @@ case "${SCHEDULER:-ddpm}" in
     rflow) scheduler=("$configs/schedulers/rflow.json") ;;
     *) echo "SCHEDULER must be ddpm or rflow, got '${SCHEDULER}'" >&2; exit 2 ;;
 esac
-[[ -f "$out/cohort/dataset.json" ]] || python -m neonet_ext.data.synthetic --out "$out/cohort" --cases 96 --seed 0 --int16 --quiet
-[[ -f "$out/patches/patches.json" ]] || python -m monai.bundle run --config_file bundles/neoseg/configs/inference.json \
-    --datalist_file "$out/cohort/dataset.json" --datalist_key training --output_dir "$out/patches"
+bash bundles/neoseg/scripts/cohort_patches.sh "$out" 96 0
 first=0
 if [[ -n "${AUTOENCODER:-}" ]]; then
     mkdir -p "$out/models" && cp "$AUTOENCODER" "$out/models/autoencoder.pt"
