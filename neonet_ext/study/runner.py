@@ -392,13 +392,10 @@ class Study:
 
             from neonet_ext.data.synthetic import IMAGING_SIGNS, oracle_auc, sign_reader_auc
 
-            with table.open() as f:
-                records = list(csv.DictReader(f))
-            if records and "pni_risk" in records[0]:
-                summary.update(synthetic=True, oracle_auc=oracle_auc([int(r["pni"]) for r in records],
-                                                                      [float(r["pni_risk"]) for r in records]))
-            if folds and records and all(sign in records[0] for sign in IMAGING_SIGNS):
-                latents = pd.DataFrame(records).set_index("case_id")
+            latents = pd.read_csv(table, dtype={"case_id": str}).set_index("case_id")
+            if len(latents) and "pni_risk" in latents:
+                summary.update(synthetic=True, oracle_auc=oracle_auc(latents["pni"], latents["pni_risk"]))
+            if folds and len(latents) and set(IMAGING_SIGNS) <= set(latents.columns):
                 summary["sign_reader_auc"] = float(np.nanmean([
                     sign_reader_auc(latents.loc[fold["train_cases"]], latents.loc[fold["test_cases"]]) for fold in folds]))
         return summary
