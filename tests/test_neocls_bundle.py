@@ -154,3 +154,25 @@ def test_multi_gpu_config_runs_with_two_cpu_processes(autoencoder, tmp_path):
     check_two_rank_run(result, tmp_path / "run")
     state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in state) and any(k.startswith("latent_encoder.") for k in state)
+
+
+@pytest.mark.slow
+def test_training_size_script_compares_pattennet_with_the_sign_reader_per_size(autoencoder, tmp_path):
+    import csv
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(CONFIGS.parent / "scripts" / "training_size.py"), "--out", str(tmp_path), "--sizes", "8",
+         "10", "--heldout", "6", "--epochs", "1", "--override", str(TINY),
+         "--", "--autoencoder_path", str(autoencoder), "--batch_size", "2", "--num_workers", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    with (tmp_path / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["n_patients"]) for r in rows] == [8, 10]
+    for row in rows:
+        assert int(row["n_heldout"]) == 6 and int(row["n_train"]) < int(row["n_patients"])
+        auc, reader, oracle = float(row["pattennet_auc"]), float(row["sign_reader_auc"]), float(row["oracle_auc"])
+        assert 0 <= auc <= 1 and 0 <= reader <= 1 and float(row["auc_over_oracle"]) == pytest.approx(auc / oracle)
+    assert (tmp_path / "n10" / "eval" / "predictions.csv").is_file() and "| 10 (" in (tmp_path / "results.md").read_text()

@@ -121,6 +121,19 @@ def test_a_finished_study_reruns_nothing_and_other_settings_are_refused(study):
     assert other.returncode == 2 and "shared_generator" in other.stderr and "other settings" in other.stderr
 
 
+def test_folds_only_writes_the_cohort_references_the_report_quotes(study):
+    out, _ = study
+    written_by_the_run = json.loads((out / "cohort_summary.json").read_text())
+    result = subprocess.run(study_command(out, "--folds-only"), cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    references = json.loads((out / "cohort_summary.json").read_text())
+    assert f"sign reader (mean over the folds) AUC {references['sign_reader_auc']:.3f}" in result.stdout
+    assert f"reaches {references['sign_reader_auc']:.3f}" in (out / "summary.md").read_text()
+    assert len(references["sign_reader_fold_aucs"]) == len(references["folds"]) == load_profile("tiny").folds
+    assert sum(fold["n_test"] for fold in references["folds"]) == references["n_cases"]
+    assert 0.5 <= references["oracle_auc"] <= 1 and references == written_by_the_run
+
+
 @pytest.mark.slow
 def test_a_shared_generator_is_trained_once_and_labels_the_results_leaky(tmp_path):
     profile = dataclasses.replace(load_profile("tiny"), models=("densenet121",), ablations=())

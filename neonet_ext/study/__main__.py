@@ -29,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", metavar="MODEL", choices=(*BASELINES, PATTENNET),
                         help="a partial grid of these models only (default: the profile's, all of table 1)")
     parser.add_argument("--workers", type=int, help="bundle runs at a time (default: the profile's)")
+    parser.add_argument("--folds-only", action="store_true",
+                        help="stop after cutting the patches and writing the folds: OUT/cohort_summary.json gives the "
+                             "cohort's size and, for a synthetic cohort, the oracle and sign-reader AUCs under these "
+                             "folds (minutes; the full run reuses this work)")
     parser.add_argument("--no-tracking", action="store_true", help="do not log runs to MLflow (OUT/mlruns.db)")
     args = parser.parse_args(argv)
     try:
@@ -41,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             profile = dataclasses.replace(profile, workers=args.workers)
         study = Study(args.out, profile, cohort=args.cohort, patch_source=args.patches,
                       shared_generator=args.shared_generator, tracking=not args.no_tracking)
+        if args.folds_only:
+            study.references()
+            return 0
         return study.run()
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

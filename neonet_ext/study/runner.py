@@ -317,9 +317,11 @@ class Study:
         if client.get_experiment_by_name(EXPERIMENT) is None:
             client.create_experiment(EXPERIMENT)
 
-    def run(self) -> int:
-        """Run (or continue) the study and write its report; return 0, or 1 when some cells failed."""
-        start = time.perf_counter()
+    def prepare(self) -> tuple[Path, list[dict[str, Any]]]:
+        """Every step before training: check the settings, make the cohort, cut its patches, write the folds.
+
+        Returns the cohort's datalist and the folds (see :meth:`folds`).
+        """
         self._check_settings()
         self._prepare_tracking()
         cohort = self.cohort_datalist()
@@ -329,8 +331,28 @@ class Study:
         failed = [name for name, r in results.items() if r["error"]]
         if failed:
             raise RuntimeError(f"cutting the patches failed ({failed[0]}): see {self.out / 'patches'}")
+        return cohort, self.folds(patches_file)
 
-        folds = self.folds(patches_file)
+    def references(self) -> dict[str, Any]:
+        """Prepare the folds and write ``cohort_summary.json``: the cohort's size and, for a synthetic cohort,
+        the oracle and sign-reader AUCs under the study's folds, the references the grid's AUCs compare with."""
+        return self._write_cohort_summary(*self.prepare())
+
+    def _write_cohort_summary(self, cohort: Path, folds: Sequence[dict]) -> dict[str, Any]:
+        summary = self.cohort_summary(cohort, folds)
+        summary["folds"] = [{k: fold[k] for k in ("fold", "n_train", "n_train_pos", "n_test", "n_test_pos")} for fold in folds]
+        path = self.out / "cohort_summary.json"
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+        figures = [f"{summary['n_cases']} cases, {summary['n_pni_positive']} PNI+"]
+        figures += [f"{name} AUC {summary[key]:.3f}" for key, name in
+                    (("oracle_auc", "oracle"), ("sign_reader_auc", "sign reader (mean over the folds)")) if key in summary]
+        self.log(f"== cohort: {'; '.join(figures)} -> {path}")
+        return summary
+
+    def run(self) -> int:
+        """Run (or continue) the study and write its report; return 0, or 1 when some cells failed."""
+        start = time.perf_counter()
+        cohort, folds = self.prepare()
         cells = plan_cells(self.profile.folds, self.profile.models, self.profile.ratios, self.profile.ablations,
                            self.profile.ablation_ratio)
         tasks = []
@@ -373,7 +395,7 @@ class Study:
         rows = self.collect(cells, folds, results)
         from neonet_ext.study.report import write_report
 
-        write_report(self.out, rows, self.profile, self.settings, self.cohort_summary(cohort, folds), self.log)
+        write_report(self.out, rows, self.profile, self.settings, self._write_cohort_summary(cohort, folds), self.log)
         missing = [r for r in rows if r["error"]]
         self.log(f"== study {'finished' if not missing else 'finished with ' + str(len(missing)) + ' failed cells'} "
                  f"in {(time.perf_counter() - start) / 60:.1f} min: {self.out}")
@@ -396,8 +418,10 @@ class Study:
             if len(latents) and "pni_risk" in latents:
                 summary.update(synthetic=True, oracle_auc=oracle_auc(latents["pni"], latents["pni_risk"]))
             if folds and len(latents) and set(IMAGING_SIGNS) <= set(latents.columns):
-                summary["sign_reader_auc"] = float(np.nanmean([
-                    sign_reader_auc(latents.loc[fold["train_cases"]], latents.loc[fold["test_cases"]]) for fold in folds]))
+                per_fold = [sign_reader_auc(latents.loc[fold["train_cases"]], latents.loc[fold["test_cases"]])
+                            for fold in folds]
+                summary.update(sign_reader_auc=float(np.nanmean(per_fold)),
+                               sign_reader_fold_aucs=[None if np.isnan(a) else a for a in per_fold])
         return summary
 
     def collect(self, cells: Sequence[Cell], folds: Sequence[dict], results: dict[str, dict]) -> list[dict[str, Any]]:

@@ -1,0 +1,132 @@
+"""How PattenNet's held-out AUC grows with the number of training patients, next to the sign reader's.
+
+    python bundles/neocls/scripts/training_size.py --out output/neocls_size --sizes 96 288 --heldout 144 --epochs 12
+
+One synthetic training cohort (seed 0, as many cases as the largest size) and one held-out
+cohort (``--heldout_seed``, never used for training) are generated, and TLCR cuts each case's
+patch around its ground-truth labels (``neonet_ext.study.patches.ground_truth_patches``), so
+that NeoSeg's errors and NeoGen's synthetic patches are both left out: the comparison isolates
+the training-set size. For each size n, PattenNet trains with ``configs/train.json`` on the
+first n patients (real patches only, the bundle's validation split and seed) for a fixed
+number of epochs, and the last epoch's weights are scored on the held-out patches with
+``configs/evaluate.json``. The sign reader (``neonet_ext.data.synthetic.sign_reader_auc``) is
+fit on the same training patients' exact imaging signs and scored on the held-out ones.
+
+Writes ``OUT/results.csv`` and ``OUT/results.md`` (n, PattenNet AUC with its bootstrap 95% CI,
+the reader's AUC, the oracle, the ratios, minutes per size); extra arguments after ``--`` go to
+the training runs (e.g. ``-- --batch_size 4``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from neonet_ext.data import load_patch_datalist, patches_with_tumour, stratified_split, write_patch_datalist
+from neonet_ext.data.synthetic import oracle_auc, sign_reader_auc
+from neonet_ext.utils.bundle import latest_checkpoint
+from neonet_ext.utils.io import atomic_write
+
+BUNDLE = Path(__file__).resolve().parents[1]
+NEOSEG = BUNDLE.parent / "neoseg"
+
+
+def cohort_patches(folder: Path, cases: int, seed: int) -> tuple[Path, pd.DataFrame]:
+    """Generate a cohort (one permuted block: the study's PNI+ share) and cut its ground-truth patches."""
+    from neonet_ext.study.patches import ground_truth_patches
+
+    cohort, patches = folder / "cohort", folder / "patches"
+    if not (cohort / "cohort.csv").is_file():
+        print(f"== cohort: {cases} cases, seed {seed} -> {cohort}", flush=True)
+        subprocess.run([sys.executable, "-m", "neonet_ext.data.synthetic", "--out", str(cohort), "--cases", str(cases),
+                        "--seed", str(seed), "--block-size", str(cases), "--int16", "--quiet"], check=True)
+    if not (patches / "patches.json").is_file():
+        print(f"== ground-truth patches -> {patches}", flush=True)
+        ground_truth_patches(str(cohort / "dataset.json"), str(patches), str(NEOSEG))
+    latents = pd.read_csv(cohort / "cohort.csv", dtype={"case_id": str}).set_index("case_id")
+    return patches / "patches.json", latents
+
+
+def run_bundle(config_files: list[str], overrides: list[str], log: Path) -> None:
+    with log.open("w") as f:
+        result = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(config_files),
+                                 *overrides], stdout=f, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise RuntimeError(f"bundle run failed (exit {result.returncode}): see {log}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[96, 288], help="training patients per run")
+    parser.add_argument("--heldout", type=int, default=144, help="held-out patients")
+    parser.add_argument("--heldout_seed", type=int, default=2001)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--learning_rate", type=float, default=0.001)
+    parser.add_argument("--override", help="a config file layered on train.json for training and evaluation alike "
+                                           "(e.g. other network widths)")
+    args, extra = parser.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
+    layers = [args.override] if args.override else []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_file, train_latents = cohort_patches(out / "train", max(args.sizes), 0)
+    test_file, test_latents = cohort_patches(out / "heldout", args.heldout, args.heldout_seed)
+    test_items = patches_with_tumour(load_patch_datalist(test_file, required_keys=["patch", "pni"]))
+    test_latents = test_latents.loc[[item["case_id"] for item in test_items]]
+    oracle = oracle_auc(test_latents["pni"], test_latents["pni_risk"])
+    all_train = load_patch_datalist(train_file, required_keys=["patch", "pni"])
+
+    rows = []
+    for n in sorted(args.sizes):
+        run = out / f"n{n}"
+        run.mkdir(exist_ok=True)
+        datalist = run / "patches.json"
+        write_patch_datalist(all_train[:n], datalist)
+        # the bundle's own split: the reader learns from the same patients PattenNet trains on
+        train_split, _ = stratified_split(patches_with_tumour(all_train[:n]), 0.2, seed=0)
+        reader = sign_reader_auc(train_latents.loc[[item["case_id"] for item in train_split]], test_latents)
+        start = time.perf_counter()
+        if not (run / "eval" / "metrics.json").is_file():
+            print(f"== n={n}: training PattenNet for {args.epochs} epochs on {len(train_split)} patients", flush=True)
+            run_bundle([str(BUNDLE / "configs" / "train.json"), *layers],
+                       ["--datalist_file", str(datalist), "--output_dir", str(run / "runs"), "--ckpt_dir", str(run / "models"),
+                        "--epochs", str(args.epochs), "--learning_rate", str(args.learning_rate), "--resume", "False", *extra],
+                       run / "train.log")
+            run_bundle([str(BUNDLE / "configs" / "train.json"), *layers, str(BUNDLE / "configs" / "evaluate.json")],
+                       ["--datalist_file", str(test_file), "--output_dir", str(run / "eval"),
+                        "--checkpoint", latest_checkpoint(str(run / "runs" / "checkpoints"))], run / "eval.log")
+        metrics = json.loads((run / "eval" / "metrics.json").read_text())
+        rows.append({"n_patients": n, "n_train": len(train_split), "n_heldout": len(test_items),
+                     "pattennet_auc": metrics["roc_auc"], "ci95_low": metrics["roc_auc_ci95_low"],
+                     "ci95_high": metrics["roc_auc_ci95_high"], "sign_reader_auc": reader, "oracle_auc": oracle,
+                     "auc_over_oracle": metrics["roc_auc"] / oracle, "auc_over_sign_reader": metrics["roc_auc"] / reader,
+                     "minutes": round((time.perf_counter() - start) / 60, 1)})
+        print(f"== n={n}: PattenNet AUC {metrics['roc_auc']:.3f}, sign reader {reader:.3f}, oracle {oracle:.3f}", flush=True)
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(out / "results.csv", lambda tmp: tmp.write_text(buffer.getvalue()))
+    table = ["| patients (training split) | PattenNet AUC (95% CI) | sign reader | oracle | PattenNet / oracle | PattenNet / reader |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    table += [f"| {r['n_patients']} ({r['n_train']}) | {r['pattennet_auc']:.3f} ({r['ci95_low']:.3f}–{r['ci95_high']:.3f}) | "
+              f"{r['sign_reader_auc']:.3f} | {r['oracle_auc']:.3f} | {r['auc_over_oracle']:.2f} | {r['auc_over_sign_reader']:.2f} |"
+              for r in rows]
+    text = "\n".join(table) + "\n"
+    atomic_write(out / "results.md", lambda tmp: tmp.write_text(text))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
