@@ -28,7 +28,6 @@ import argparse
 import json
 import re
 import statistics
-import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -37,13 +36,10 @@ import torch
 
 from _common import REPO, cpu_name, run_child
 from neonet_ext.generative.quality import load_patch_set, quality_report
+from neonet_ext.utils.bundle import bundle_run_command
 
 CONFIGS = REPO / "bundles" / "neogen" / "configs"
 STAGES = ["train_autoencoder.json", "train_diffusion.json", "train_controlnet.json"]
-
-
-def configs_arg(*names: str) -> str:
-    return "[" + ",".join(f"'{CONFIGS / n}'" for n in names) + "]"
 
 
 def random_weights(folder: Path, schedulers: list[str]) -> Path:
@@ -68,9 +64,9 @@ def per_sample_seconds(output: str) -> list[float]:
 
 def bench_generation(name: str, schedulers: list[str], steps: int, samples: int, weights: Path, out: Path,
                      masks: Path | None = None) -> dict:
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs_arg("inference.json", *schedulers),
-               "--num_samples", str(samples), "--num_inference_steps", str(steps), "--ckpt_dir", str(weights),
-               "--output_dir", str(out), "--device", "$torch.device('cpu')"]
+    command = bundle_run_command([CONFIGS / n for n in ("inference.json", *schedulers)],
+                                 "--num_samples", str(samples), "--num_inference_steps", str(steps), "--ckpt_dir", str(weights),
+                                 "--output_dir", str(out), "--device", "$torch.device('cpu')")
     if masks:
         command += ["--datalist_file", str(masks)]
     run = run_child(command, out.parent / f"{out.name}.log")
@@ -81,10 +77,10 @@ def bench_generation(name: str, schedulers: list[str], steps: int, samples: int,
 
 def bench_training(stage: int, work: Path) -> float:
     """Median seconds per training step of stage 1-3 (one epoch on the shipped sample)."""
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs_arg(*STAGES[:stage]),
-               "--output_dir", str(work / f"train{stage}"), "--ckpt_dir", str(work / "train_models"),
-               "--epochs", "1", "--val_interval", "1", "--batch_size", "2", "--num_workers", "0", "--resume", "False",
-               *(["--adversarial_start_epoch", "1"] if stage == 1 else [])]
+    command = bundle_run_command([CONFIGS / n for n in STAGES[:stage]],
+                                 "--output_dir", str(work / f"train{stage}"), "--ckpt_dir", str(work / "train_models"),
+                                 "--epochs", "1", "--val_interval", "1", "--batch_size", "2", "--num_workers", "0",
+                                 "--resume", "False", *(["--adversarial_start_epoch", "1"] if stage == 1 else []))
     run = run_child(command, work / f"train{stage}.log")
     stamps = [datetime.strptime(m, "%Y-%m-%d %H:%M:%S,%f")
               for m in re.findall(r"^(\S+ \S+) - INFO - Epoch: 1/1, Iter: \d+/\d+ -- train_loss", run.output, re.M)]

@@ -30,10 +30,12 @@ import argparse
 import csv
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from neonet_ext.data.synthetic import SyntheticCohortConfig, write_cohort_once
+from neonet_ext.utils.bundle import bundle_run_command
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "neoseg" / "configs"
@@ -41,8 +43,7 @@ NETWORKS = ("segresnet", "unet", "dynunet", "swinunetr")
 
 
 def bundle_run(configs: list[str], *overrides: str, log: Path) -> str:
-    files = "[" + ",".join(f"'{CONFIGS / c}'" for c in configs) + "]"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, *overrides]
+    cmd = bundle_run_command([CONFIGS / c for c in configs], *overrides)
     with open(log, "w") as out:
         result = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
     text = log.read_text()
@@ -51,14 +52,6 @@ def bundle_run(configs: list[str], *overrides: str, log: Path) -> str:
     return text
 
 
-def make_cohort(out: Path, cases: int, seed: int) -> None:
-    if (out / "dataset.json").is_file():
-        return
-    subprocess.run(
-        [sys.executable, "-m", "neonet_ext.data.synthetic", "--out", str(out), "--cases", str(cases),
-         "--seed", str(seed), "--int16", "--quiet"],
-        check=True,
-    )
 
 
 def run_network(name: str, args, work: Path) -> dict:
@@ -99,8 +92,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        make_cohort(work / "train_cohort", args.train_cases, seed=0)
-        make_cohort(work / "heldout_cohort", args.heldout_cases, seed=777)
+        int16 = SyntheticCohortConfig(image_dtype="int16")
+        write_cohort_once(work / "train_cohort", args.train_cases, 0, int16)
+        write_cohort_once(work / "heldout_cohort", args.heldout_cases, 777, int16)
         budget = f"{args.budget:.0f} s" if args.budget else f"{args.epochs} epochs"
         print(f"budget {budget} per network, patch {args.patch}, {args.train_cases} training cases "
               f"(seed 0), {args.heldout_cases} held-out cases (seed 777)", flush=True)

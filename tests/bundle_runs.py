@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from neonet_ext.utils.bundle import bundle_run_command
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -23,9 +25,9 @@ def run_bundle(
     ``launcher`` replaces the interpreter (e.g. ``torch.distributed.run``); with ``check`` a
     non-zero exit raises with the end of the output.
     """
-    files = "[" + ",".join(f"'{configs_dir / c if isinstance(c, str) else c}'" for c in configs) + "]"
-    cmd = [*(launcher or [sys.executable]), "-m", "monai.bundle", "run", "--config_file", files, *overrides]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    files = [configs_dir / c if isinstance(c, str) else c for c in configs]
+    result = subprocess.run(bundle_run_command(files, *overrides, launcher=launcher), cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result

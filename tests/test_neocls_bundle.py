@@ -110,12 +110,46 @@ def test_synthetic_patches_from_validation_masks_are_refused(autoencoder, tmp_pa
     assert result.returncode != 0 and "outside the training split" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("override", sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob("ablations/*.json")))
+def override_files(folder: str) -> list[str]:
+    return sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob(f"{folder}/*.json"))
+
+
+def overrides(folder: str, in_default_suite: set[str]) -> list:
+    """Every override file under ``configs/folder``; those not named train only with the slow tests.
+
+    ``test_every_override_builds_a_network_that_classifies_a_patch`` builds and runs each one's
+    network in the default suite, so a slow run adds only the training loop the named ones cover.
+    """
+    return [pytest.param(name, marks=() if Path(name).stem in in_default_suite else pytest.mark.slow)
+            for name in override_files(folder)]
+
+
+@pytest.mark.parametrize("override", override_files("ablations") + override_files("networks"))
+def test_every_override_builds_a_network_that_classifies_a_patch(override, autoencoder):
+    from monai.bundle import ConfigParser
+
+    from neonet_ext.transforms import TLCR_ROI_SIZE
+
+    def network(*layers: Path) -> torch.nn.Module:
+        parser = ConfigParser()
+        parser.read_config([str(CONFIGS / "train.json"), str(TINY), *map(str, layers)])
+        parser["autoencoder_path"] = str(autoencoder)
+        return parser.get_parsed_content("network_def").eval()
+
+    net = network(CONFIGS / override)
+    with torch.no_grad():
+        logits = net(torch.rand(2, 2, *TLCR_ROI_SIZE))
+    assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+    shapes = lambda m: sorted((k, tuple(v.shape)) for k, v in m.state_dict().items())  # noqa: E731
+    assert shapes(net) != shapes(network()), f"{override} leaves train.json's PattenNet as it is"
+
+
+@pytest.mark.parametrize("override", overrides("ablations", {"blocks_0", "channel_only"}))
 def test_each_ablation_trains(override, autoencoder, tmp_path):
     assert "val_auc" in (lambda r: r.stdout + r.stderr)(train(tmp_path, autoencoder, configs=[override]))
 
 
-@pytest.mark.parametrize("override", sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.glob("networks/*.json")))
+@pytest.mark.parametrize("override", overrides("networks", {"densenet121", "efficientnet-b0"}))
 def test_each_baseline_trains(override, autoencoder, tmp_path):
     train(tmp_path, autoencoder, configs=[override])
     state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)

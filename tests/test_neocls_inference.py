@@ -158,6 +158,7 @@ def test_missing_neocls_weights_say_where_they_looked(tmp_path):
     assert result.returncode != 0 and f"NeoCls weights not found: {tmp_path / 'absent.pt'}" in result.stderr
 
 
+@pytest.mark.slow
 def test_heldout_evaluation_scores_the_chain_against_the_oracle(checkpoint, tmp_path):
     import subprocess
     import sys

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -24,8 +25,10 @@ from neonet_ext.data.synthetic import (
     main,
     oracle_auc,
     sample_cohort_latents,
+    scoring_cohort_config,
     sign_reader_auc,
     write_cohort,
+    write_cohort_once,
 )
 from neonet_ext.labels import BACKGROUND, LABEL_NAMES, LIVER, TUMOUR
 
@@ -314,6 +317,23 @@ def test_failed_case_leaves_no_partial_cohort(tmp_path, monkeypatch):
     with gzip.open(out / "imagesTr" / "case_000.nii.gz") as f:
         assert len(f.read()) == 352 + 4 * np.prod(TINY.shape)
     assert not [p for p in out.rglob(".*") if p.is_file()], "temporary files left behind"
+
+
+def test_a_cohort_is_written_once_and_another_in_its_folder_is_refused(tmp_path, capsys):
+    config = dataclasses.replace(scoring_cohort_config(4), shape=TINY.shape)
+    dataset = write_cohort_once(tmp_path, 4, 7, config)
+    assert "4 cases, 1 PNI+" in capsys.readouterr().out  # one block of 4: round(44/128 * 4) positives
+    written = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    assert write_cohort_once(tmp_path, 4, 7, config) == dataset and capsys.readouterr().out == ""
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == written
+    assert np.asarray(nib.load(tmp_path / "imagesTr" / "case_000.nii.gz").dataobj).dtype == np.int16
+    with pytest.raises(ValueError, match=r"holds another synthetic cohort \(seed differ\)"):
+        write_cohort_once(tmp_path, 4, 8, config)
+    with pytest.raises(ValueError, match=r"\(config, n_cases differ\)"):
+        write_cohort_once(tmp_path, 5, 7, scoring_cohort_config(5))
+    dataset.unlink()  # as an interrupted run leaves it: written again
+    write_cohort_once(tmp_path, 4, 8, config)
+    assert json.loads(dataset.read_text())["generator"]["seed"] == 8
 
 
 def test_written_files_are_readable_by_others(tiny_cohort):

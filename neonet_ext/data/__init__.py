@@ -29,8 +29,10 @@ __all__ = [
     "SyntheticCohortConfig",
     "generate_case",
     "sample_cohort_latents",
+    "scoring_cohort_config",
     "sign_reader_auc",
     "write_cohort",
+    "write_cohort_once",
 ]
 
 

@@ -1383,6 +1383,34 @@ def write_cohort(
     return summary
 
 
+def scoring_cohort_config(n_cases: int) -> SyntheticCohortConfig:
+    """Settings of a cohort that scores a model: one permuted block of all ``n_cases``, so it holds
+    exactly the configured PNI+ share, and int16 images, as scanners write them."""
+    return SyntheticCohortConfig(block_size=n_cases, image_dtype="int16")
+
+
+def write_cohort_once(
+    out_dir: str | Path, n_cases: int, seed: int, config: SyntheticCohortConfig | None = None
+) -> Path:
+    """:func:`write_cohort` unless ``out_dir`` already holds this very cohort; returns its ``dataset.json``.
+
+    ``dataset.json`` is written last, so a folder an interrupted run left without it is written
+    again. A folder holding a cohort of another seed, size or configuration is refused.
+    """
+    config = config or SyntheticCohortConfig()
+    dataset = Path(out_dir) / "dataset.json"
+    if dataset.is_file():
+        made = json.loads(dataset.read_text()).get("generator", {})
+        wanted = {"seed": seed, "n_cases": n_cases, "config": json.loads(json.dumps(dataclasses.asdict(config)))}
+        differ = sorted(k for k, v in wanted.items() if made.get(k) != v)
+        if differ:
+            raise ValueError(f"{out_dir} holds another synthetic cohort ({', '.join(differ)} differ): "
+                             "delete it or choose another folder")
+    else:
+        print(summary_line(write_cohort(out_dir, n_cases, seed, config, verbose=False)), flush=True)
+    return dataset
+
+
 def summary_line(summary: dict[str, float | int | str]) -> str:
     """One line on a written cohort: cases, PNI+ count, oracle AUC, time, folder."""
     n, positive, auc = summary["n_cases"], summary["n_pni_positive"], summary["oracle_auc"]

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import os
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 __all__ = [
     "BundleStage",
     "bundle_root",
+    "bundle_run_command",
     "check_versions",
     "handlers_for_this_rank",
     "latest_checkpoint",
@@ -95,6 +97,16 @@ def check_versions(bundle_root: str | os.PathLike) -> list[str]:
     for message in messages:
         warnings.warn(message, stacklevel=2)
     return messages
+
+
+def bundle_run_command(config_files: Sequence[str | os.PathLike], *overrides: str,
+                       launcher: Sequence[str] | None = None) -> list[str]:
+    """The command line of ``python -m monai.bundle run`` on ``config_files`` layered in order.
+
+    ``launcher`` replaces the interpreter (e.g. ``[python, "-m", "torch.distributed.run", ...]``).
+    """
+    layers = "[" + ",".join(repr(str(f)) for f in config_files) + "]"
+    return [*(launcher or [sys.executable]), "-m", "monai.bundle", "run", "--config_file", layers, *overrides]
 
 
 def latest_checkpoint(folder: str | os.PathLike, pattern: str = "checkpoint*.pt") -> str | None:

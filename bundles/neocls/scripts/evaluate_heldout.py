@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from neonet_ext.data.synthetic import sample_cohort_latents, sign_reader_auc
+from neonet_ext.data.synthetic import sample_cohort_latents, scoring_cohort_config, sign_reader_auc, write_cohort_once
 from neonet_ext.engines import ClassificationReport
 from neonet_ext.utils.io import atomic_write
 
@@ -47,9 +47,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def run_cohort(out: Path, seed: int, cases: int, config_file: str, extra: list[str]) -> list[dict]:
     """Generate one cohort, run the chain on it; rows of (case, probability, error, pni, pni_risk, latents)."""
     cohort = out / "cohort"
-    if not (cohort / "cohort.csv").is_file():
-        subprocess.run([sys.executable, "-m", "neonet_ext.data.synthetic", "--out", str(cohort), "--cases", str(cases),
-                        "--seed", str(seed), "--block-size", str(cases), "--int16", "--quiet"], check=True)
+    write_cohort_once(cohort, cases, seed, scoring_cohort_config(cases))
     if not (out / "chain" / "predictions.csv").is_file():
         # a failed case makes the run exit non-zero; its row still says why, and it is not scored
         subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file,

@@ -31,8 +31,8 @@ from pathlib import Path
 import pandas as pd
 
 from neonet_ext.data import load_patch_datalist, patches_with_tumour, stratified_split, write_patch_datalist
-from neonet_ext.data.synthetic import oracle_auc, sign_reader_auc
-from neonet_ext.utils.bundle import latest_checkpoint
+from neonet_ext.data.synthetic import oracle_auc, scoring_cohort_config, sign_reader_auc, write_cohort_once
+from neonet_ext.utils.bundle import bundle_run_command, latest_checkpoint
 from neonet_ext.utils.io import atomic_write
 
 BUNDLE = Path(__file__).resolve().parents[1]
@@ -44,21 +44,17 @@ def cohort_patches(folder: Path, cases: int, seed: int) -> tuple[Path, pd.DataFr
     from neonet_ext.study.patches import ground_truth_patches
 
     cohort, patches = folder / "cohort", folder / "patches"
-    if not (cohort / "cohort.csv").is_file():
-        print(f"== cohort: {cases} cases, seed {seed} -> {cohort}", flush=True)
-        subprocess.run([sys.executable, "-m", "neonet_ext.data.synthetic", "--out", str(cohort), "--cases", str(cases),
-                        "--seed", str(seed), "--block-size", str(cases), "--int16", "--quiet"], check=True)
+    dataset = write_cohort_once(cohort, cases, seed, scoring_cohort_config(cases))
     if not (patches / "patches.json").is_file():
         print(f"== ground-truth patches -> {patches}", flush=True)
-        ground_truth_patches(str(cohort / "dataset.json"), str(patches), str(NEOSEG))
+        ground_truth_patches(str(dataset), str(patches), str(NEOSEG))
     latents = pd.read_csv(cohort / "cohort.csv", dtype={"case_id": str}).set_index("case_id")
     return patches / "patches.json", latents
 
 
 def run_bundle(config_files: list[str], overrides: list[str], log: Path) -> None:
     with log.open("w") as f:
-        result = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(config_files),
-                                 *overrides], stdout=f, stderr=subprocess.STDOUT)
+        result = subprocess.run(bundle_run_command(config_files, *overrides), stdout=f, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise RuntimeError(f"bundle run failed (exit {result.returncode}): see {log}")
 
