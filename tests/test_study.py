@@ -169,10 +169,46 @@ def test_neoseg_cuts_the_patches_in_chunks_and_they_are_resampled(tmp_path):
     assert patch.shape == (32, 32, 32, 2) and patch.header.get_zooms()[:3] == (4.0, 4.0, 3.0)
 
 
+@pytest.mark.slow
+def test_the_paper_profile_runs_end_to_end_at_a_smoke_budget(tmp_path):
+    """``paper_smoke``: the paper profile as it is (64x64x32 NeoSeg patches, full-width networks, the bundles'
+    NeoGen), with only its cohort, folds, grid and budgets shrunk: what a CPU can check of a profile for a GPU."""
+    import nibabel as nib
+
+    paper = load_profile("paper")
+    profile = load_profile("paper_smoke").with_models(["efficientnet-b0", "pattennet"])  # ResNet-200 takes minutes a cell
+    assert Study(tmp_path, profile, tracking=False, log=lambda _: None).run() == 0
+    with (tmp_path / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10 and not any(r["error"] for r in rows) and {r["patch_source"] for r in rows} == {"neoseg"}
+    patch = nib.load(next((tmp_path / "patches" / "neoseg").glob("chunk0/case_*/*_tlcr.nii.gz")))
+    assert patch.shape == (*paper.patch_size, 2)
+    neogen = json.loads((REPO / "bundles" / "neogen" / "configs" / "train_autoencoder.json").read_text())
+    autoencoder = torch.load(tmp_path / "folds" / "fold0" / "neogen" / "models" / "autoencoder.pt", map_location="cpu",
+                             weights_only=True)
+    assert autoencoder["encoder.blocks.0.conv.weight"].shape[0] == neogen["autoencoder_def"]["channels"][0]
+
+
 def test_bad_cohorts_are_refused_with_a_clear_error(tmp_path):
     result = subprocess.run(study_command(tmp_path / "out", "--cohort", str(tmp_path)), cwd=REPO, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2 and "has no dataset.json" in result.stderr
+
+
+def test_a_profile_built_on_another_gives_only_what_differs(tmp_path):
+    paper, smoke = load_profile("paper"), load_profile("paper_smoke")
+    assert smoke.name == "paper_smoke" and smoke.patch_size == paper.patch_size and smoke.workers == paper.workers
+    assert smoke.classifier == {**paper.classifier, "epochs": 1, "train#trainer#epoch_length": 2, "num_workers": 0}
+    assert smoke.models == ("resnet200", "pattennet") and smoke.cohort["cases"] == 12
+    (tmp_path / "mine.json").write_text(json.dumps({"base": "paper_smoke", "folds": 3, "classifier": {"epochs": 2}}))
+    mine = load_profile(tmp_path / "mine.json")
+    assert mine.name == "mine" and mine.folds == 3 and mine.classifier == {**smoke.classifier, "epochs": 2}
+    (tmp_path / "bad.json").write_text(json.dumps({"base": "paper", "epochs": 2}))
+    with pytest.raises(ValueError, match=r"bad.json: unknown keys \['epochs'\]"):
+        load_profile(tmp_path / "bad.json")
+    (tmp_path / "lost.json").write_text(json.dumps({"base": "no_such_profile"}))
+    with pytest.raises(FileNotFoundError, match="no study profile 'no_such_profile'"):
+        load_profile(tmp_path / "lost.json")
 
 
 @pytest.mark.parametrize("profile_name", ["quick", "paper"])

@@ -5,7 +5,10 @@ A profile fixes everything that is not the protocol: the synthetic cohort made w
 and the training budgets. Every cell of the grid gets the same budget and seeds. The
 built-in profiles are ``tiny`` (the test suite), ``quick`` (the whole grid on 2 CPU cores
 within an hour) and ``paper`` (the seed's cohort size and the bundles' full-size settings,
-for a GPU); a path to a JSON file of the same form works too.
+for a GPU); a path to a JSON file of the same form works too. A profile may name another
+as its ``base`` and give only what differs: its keys replace the base's, and a dictionary
+of stage overrides (``classifier``, ``neogen``, ...) is merged into the base's one level
+deep. ``paper_smoke`` is the ``paper`` profile so shrunk that a CPU runs it in minutes.
 """
 
 from __future__ import annotations
@@ -117,11 +120,16 @@ def load_profile(name_or_path: str | Path) -> StudyProfile:
     except json.JSONDecodeError as e:
         raise ValueError(f"study profile {path} is not valid JSON: {e}") from e
     fields = {f.name for f in dataclasses.fields(StudyProfile)}
-    unknown = sorted(set(content) - fields - {"comment"})
+    unknown = sorted(set(content) - fields - {"comment", "base"})
     if unknown:
         raise ValueError(f"study profile {path}: unknown keys {unknown}")
     content.pop("comment", None)
-    content.setdefault("name", path.stem)
+    name = content.pop("name", path.stem)
+    if "base" in content:
+        base = load_profile(content.pop("base")).to_dict()
+        content = {**base, **{k: {**base[k], **v} if isinstance(base.get(k), dict) and isinstance(v, dict) else v
+                              for k, v in content.items()}}
+    content["name"] = name
     for key in ("models", "ratios", "ablations", "patch_size"):
         if key in content:
             content[key] = tuple(content[key])
