@@ -29,29 +29,20 @@ from __future__ import annotations
 import argparse
 import csv
 import re
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from _common import REPO, run_child
 from neonet_ext.data.synthetic import SyntheticCohortConfig, write_cohort_once
 from neonet_ext.utils.bundle import bundle_run_command
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "neoseg" / "configs"
 NETWORKS = ("segresnet", "unet", "dynunet", "swinunetr")
 
 
 def bundle_run(configs: list[str], *overrides: str, log: Path) -> str:
-    cmd = bundle_run_command([CONFIGS / c for c in configs], *overrides)
-    with open(log, "w") as out:
-        result = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
-    text = log.read_text()
-    if result.returncode != 0:
-        raise SystemExit(f"failed ({result.returncode}): {' '.join(cmd)}\n{text[-3000:]}")
-    return text
-
-
+    return run_child(bundle_run_command([CONFIGS / c for c in configs], *overrides), log).output
 
 
 def run_network(name: str, args, work: Path) -> dict:
