@@ -84,6 +84,10 @@ def test_pattennet_trains_on_real_and_synthetic_patches(autoencoder, tmp_path):
     state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert any(k.startswith("latent_encoder.") for k in state) and any(".attention." in k for k in state)
     assert (tmp_path / "run" / "mlruns.db").is_file() and list((tmp_path / "run" / "tensorboard").iterdir())
+    # PattenNet trains on latents its frozen encoder made once: 8 views of each training patch, 1 of validation's
+    n_train, n_val = 2 * n_neg, len(real) - len(train_split)
+    assert f"{n_train} patches x 8 views" in log and f"{n_val} patches x 1 views" in log
+    assert len(list((tmp_path / "run" / "latent_cache").glob("*/*.pt"))) > 0
 
 
 def test_autoencoder_of_other_widths_is_named(tmp_path):
@@ -151,9 +155,10 @@ def test_each_ablation_trains(override, autoencoder, tmp_path):
 
 @pytest.mark.parametrize("override", overrides("networks", {"densenet121", "efficientnet-b0"}))
 def test_each_baseline_trains(override, autoencoder, tmp_path):
-    train(tmp_path, autoencoder, configs=[override])
+    result = train(tmp_path, autoencoder, configs=[override])
     state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("latent_encoder.") for k in state)  # no frozen autoencoder in a baseline
+    assert "latent cache" not in result.stdout + result.stderr  # a baseline reads the patches themselves
 
 
 def test_training_resumes(autoencoder, tmp_path):

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, run_bundle
-from neonet_ext.data.patches import load_patch_datalist
+from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour
+from neonet_ext.utils.bundle import split_cases
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "neogen"
@@ -45,8 +46,9 @@ def trained(tmp_path_factory) -> Path:
     """The three stages trained in turn for one epoch each; returns the folder holding models/."""
     out = tmp_path_factory.mktemp("neogen")
     train_stage(1, out, "--adversarial_start_epoch", "1", "--tracking", "mlflow")  # GAN terms from epoch 1
-    train_stage(2, out, "--tracking", "mlflow")
-    train_stage(3, out, "--tracking", "mlflow")
+    for stage in (2, 3):
+        result = train_stage(stage, out, "--tracking", "mlflow")
+        (out / f"run{stage}.log").write_text(result.stdout + result.stderr)
     return out
 
 
@@ -119,6 +121,18 @@ def test_stages_write_their_weights_and_load_on_cpu(trained):
     controlnet = torch.load(models / "controlnet.pt", map_location="cpu", weights_only=True)
     assert any(k.startswith("controlnet_cond_embedding") for k in controlnet)
     assert list((trained / "run1" / "tensorboard").iterdir())
+
+
+def test_diffusion_stages_encode_each_patch_once_and_share_the_latents(trained):
+    """Stage 2 encodes the training patches (identity and slice mirror) and validation's once; stage 3 reuses all."""
+    cases = patches_with_tumour(load_patch_datalist(BUNDLE / "sample_data" / "patches.json"))
+    train_items, validation_items = map(len, split_cases(cases, 0.2, seed=0))
+    stage2, stage3 = ((trained / f"run{n}.log").read_text() for n in (2, 3))
+    assert f"{train_items} patches x 2 views, {2 * train_items} entries encoded" in stage2
+    assert f"{train_items} patches x 2 views, 0 entries encoded" in stage3
+    assert f"{validation_items} patches x 1 views, 0 entries encoded" in stage3
+    entries = list((trained / "latent_cache").glob("*/*.pt"))
+    assert len(entries) == 2 * train_items + validation_items
 
 
 def mlflow_runs(run_dir: Path) -> list:

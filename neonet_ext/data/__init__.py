@@ -1,12 +1,14 @@
 """Data sources of NeoNet: the deterministic synthetic HBP-MRI cohort (:mod:`neonet_ext.data.synthetic`),
-datalists of user images (:mod:`neonet_ext.data.discovery`) and the patch datalists that link
-the bundles (:mod:`neonet_ext.data.patches`)."""
+datalists of user images (:mod:`neonet_ext.data.discovery`), the patch datalists that link
+the bundles (:mod:`neonet_ext.data.patches`) and the frozen-autoencoder latent cache
+(:mod:`neonet_ext.data.latent_cache`)."""
 
 from __future__ import annotations
 
 import importlib
 
 _DISCOVERY = ("NIFTI_SUFFIXES", "datalist_from", "describe_case_error", "find_cases")
+_LATENT_CACHE = ("LatentCache", "autoencoder_fingerprint", "file_fingerprint")
 _PATCHES = (
     "PATH_KEYS",
     "class_weights",
@@ -22,6 +24,7 @@ _PATCHES = (
 
 __all__ = [
     *_DISCOVERY,
+    *_LATENT_CACHE,
     *_PATCHES,
     "IMAGING_SIGNS",
     "CaseLatents",
@@ -40,6 +43,8 @@ def __getattr__(name: str):
     # Lazy, so that `python -m neonet_ext.data.synthetic` does not find its own module
     # already imported by the package (runpy warns about that).
     if name in __all__:
-        module = "discovery" if name in _DISCOVERY else "patches" if name in _PATCHES else "synthetic"
+        modules = {**dict.fromkeys(_DISCOVERY, "discovery"), **dict.fromkeys(_LATENT_CACHE, "latent_cache"),
+                   **dict.fromkeys(_PATCHES, "patches")}
+        module = modules.get(name, "synthetic")
         return getattr(importlib.import_module(f"neonet_ext.data.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

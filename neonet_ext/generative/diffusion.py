@@ -29,15 +29,18 @@ class LatentScale(torch.nn.Module):
 
 @torch.no_grad()
 def estimate_latent_scale(
-    autoencoder: torch.nn.Module, batches: Iterable[dict], image_key: str = "image", max_batches: int = 4
+    autoencoder: torch.nn.Module | None, batches: Iterable[dict], image_key: str = "image", max_batches: int = 4
 ) -> LatentScale:
-    """``1 / std`` of the posterior means of up to ``max_batches`` batches (B, 1, *S) of ``image_key``."""
-    device = next(autoencoder.parameters()).device
+    """``1 / std`` of the posterior means of up to ``max_batches`` batches of ``image_key``: images (B, 1, *S)
+    encoded by ``autoencoder``, or, with ``autoencoder=None``, posterior means already (from the latent cache)."""
     latents = []
     for i, batch in enumerate(batches):
         if i >= max_batches:
             break
-        z_mu, _ = autoencoder.encode(batch[image_key].to(device))
+        if autoencoder is None:
+            z_mu = torch.as_tensor(batch[image_key])
+        else:
+            z_mu, _ = autoencoder.encode(batch[image_key].to(next(autoencoder.parameters()).device))
         latents.append(z_mu.flatten())
     if not latents:
         raise ValueError("cannot estimate the latent scale: the data loader yielded no batches")
@@ -61,8 +64,13 @@ class LatentDiffusionPrepareBatch(DiffusionPrepareBatch):
     ``sqrt(a) * noise - sqrt(1 - a) * z`` with ``"v_prediction"``, ``z - noise`` for
     ``RFlowScheduler``, whose timesteps come from its own ``sample_timesteps``.
 
+    With ``autoencoder=None`` the batch's ``image_key`` holds the posterior means already (read
+    from :class:`neonet_ext.data.LatentCache`): nothing is encoded, the frozen encoder's forward
+    pass that dominates a CPU update is skipped.
+
     Args:
-        autoencoder: the trained ``AutoencoderKL``; kept in eval mode, no gradients.
+        autoencoder: the trained ``AutoencoderKL``; kept in eval mode, no gradients. None: the batch
+            holds cached latents.
         latent_scale: :class:`LatentScale` applied to the latents.
         scheduler: the training scheduler.
         image_key: key of the (B, 1, *S) image.
@@ -72,7 +80,7 @@ class LatentDiffusionPrepareBatch(DiffusionPrepareBatch):
 
     def __init__(
         self,
-        autoencoder: torch.nn.Module,
+        autoencoder: torch.nn.Module | None,
         latent_scale: LatentScale,
         scheduler: Scheduler,
         image_key: str = "image",
@@ -80,7 +88,7 @@ class LatentDiffusionPrepareBatch(DiffusionPrepareBatch):
         control_name: str | None = None,
     ) -> None:
         super().__init__(num_train_timesteps=scheduler.num_train_timesteps, condition_name=condition_name)
-        self.autoencoder = autoencoder.eval().requires_grad_(False)
+        self.autoencoder = autoencoder.eval().requires_grad_(False) if autoencoder is not None else None
         self.latent_scale = latent_scale
         self.scheduler = scheduler
         self.image_key = image_key
@@ -103,9 +111,12 @@ class LatentDiffusionPrepareBatch(DiffusionPrepareBatch):
     ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
         images = batchdata[self.image_key]
         images = (images.as_tensor() if isinstance(images, MetaTensor) else images).to(device, non_blocking=non_blocking)
-        self.autoencoder.eval()
         with torch.no_grad():
-            z = self.latent_scale(self.autoencoder.encode(images)[0])
+            if self.autoencoder is None:
+                z = self.latent_scale(images)
+            else:
+                self.autoencoder.eval()
+                z = self.latent_scale(self.autoencoder.encode(images)[0])
         noise = self.get_noise(z)
         timesteps = self.get_timesteps(z).to(z.device)
         target = self.get_target(z, noise, timesteps)

@@ -269,6 +269,8 @@ class Study:
             "output_dir": str(workdir),
             "ckpt_dir": str(workdir / "models"),
             "autoencoder_path": str(generator / "models" / "autoencoder.pt"),
+            # every cell of a fold reads its patches through the fold's one frozen encoder: encoded once
+            "latent_cache_dir": str(generator / "latent_cache"),
             "resume": False,
             # one evaluation on the held-out fold after the last epoch: no model selection on test patients
             "val_interval": "@epochs",
@@ -276,7 +278,8 @@ class Study:
             # batch-norm statistics recomputed for the final weights first: after a short budget the running
             # ones are still near their initial values and some networks then score every patient alike
             "validate#handlers": [
-                {"_target_": "neonet_ext.engines.BatchNormRecalibration", "loader": "@train#dataloader", "network": "@network"},
+                {"_target_": "neonet_ext.engines.BatchNormRecalibration", "loader": "@train#dataloader",
+                 "network": "$@inputs['network']"},
                 {"_target_": "neonet_ext.engines.ClassificationReport", "output_dir": "@output_dir", "seed": "@seed",
                  "n_resamples": 0, "plot": False},
             ],
@@ -291,6 +294,7 @@ class Study:
             overrides["network_def"] = {"_target_": "neonet_ext.networks.get_classifier", "name": cell.model,
                                         "in_channels": 2, "out_channels": 2, **self.profile.baseline_kwargs,
                                         **self.profile.model_kwargs.get(cell.model, {})}
+            overrides["inputs"] = "@patch_inputs"
         params = {"fold": cell.fold, "model": cell.model, "variant": cell.variant, "ratio": cell.ratio,
                   "profile": self.profile.name, "patch_source": self.patch_source,
                   "leaky_generator": self.shared_generator, "seed": self.profile.seed}

@@ -2,7 +2,9 @@
 
 from neonet_ext.transforms.checks import CheckImage, CheckImaged, CheckPatch, CheckPatchd, image_problem, patch_problem
 from neonet_ext.transforms.conditioning import UNCONDITIONAL, ClassContext, ClassContextd
+from neonet_ext.transforms.latents import LoadLatentd, SelectLatentViewd
 from neonet_ext.transforms.tlcr import TLCR, TLCR_ROI_SIZE, TLCRd, tlcr_window, tumour_bounding_box
+from neonet_ext.transforms.views import PatchView, PatchViewd, patch_views
 
 __all__ = [
     "ClassContext",
@@ -13,6 +15,11 @@ __all__ = [
     "CheckPatch",
     "CheckPatchd",
     "image_problem",
+    "LoadLatentd",
+    "SelectLatentViewd",
+    "PatchView",
+    "PatchViewd",
+    "patch_views",
     "patch_problem",
     "TLCR",
     "TLCR_ROI_SIZE",

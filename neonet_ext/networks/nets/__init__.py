@@ -1,12 +1,19 @@
 """NeoNet classifiers: PattenNet and the seed study's baselines."""
 
 from .baselines import CLASSIFIER_NAMES, SwinClassifier, get_classifier
-from .pattennet import FrozenLatentEncoder, PattenNet, load_autoencoder_checkpoint, upsample_attention_map
+from .pattennet import (
+    FrozenLatentEncoder,
+    PattenNet,
+    PattenNetFromLatents,
+    load_autoencoder_checkpoint,
+    upsample_attention_map,
+)
 
 __all__ = [
     "CLASSIFIER_NAMES",
     "FrozenLatentEncoder",
     "PattenNet",
+    "PattenNetFromLatents",
     "SwinClassifier",
     "get_classifier",
     "load_autoencoder_checkpoint",

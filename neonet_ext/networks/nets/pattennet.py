@@ -17,7 +17,13 @@ from monai.utils import ensure_tuple_rep
 
 from neonet_ext.networks.blocks.dual_attention import DualAttentionBlock
 
-__all__ = ["PattenNet", "FrozenLatentEncoder", "load_autoencoder_checkpoint", "upsample_attention_map"]
+__all__ = [
+    "PattenNet",
+    "PattenNetFromLatents",
+    "FrozenLatentEncoder",
+    "load_autoencoder_checkpoint",
+    "upsample_attention_map",
+]
 
 # Keys under which NeoGen / ignite checkpoints may wrap the autoencoder state dict.
 CHECKPOINT_STATE_DICT_KEYS = ("autoencoder", "model", "state_dict", "network")
@@ -236,7 +242,19 @@ class PattenNet(nn.Module):
             latent grid (empty when ``num_blocks == 0`` or spatial attention is off); see
             :func:`upsample_attention_map` to bring them to the patch grid.
         """
-        h = self.encode(x)
+        return self.classify_latents_with_attention(self.encode(x))
+
+    def classify_latents_with_attention(self, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """
+        Everything after the frozen encoder: what training on cached latents runs.
+
+        Args:
+            z: stacked latent means of shape (B, in_channels * L, x, y, z), as :meth:`encode` gives them.
+
+        Returns:
+            logits and attention maps, as :meth:`forward_with_attention`.
+        """
+        h = z
         maps: list[torch.Tensor] = []
         for stage in self.stages:
             h, gate = stage.attention.forward_with_attention(stage.conv(h))
@@ -267,3 +285,32 @@ class PattenNet(nn.Module):
             logits of shape (B, out_channels).
         """
         return self.forward_with_attention(x)[0]
+
+
+class PattenNetFromLatents(nn.Module):
+    """
+    A PattenNet's layers after its frozen encoder, as a module of their own: training on cached latents
+    (:class:`neonet_ext.data.LatentCache`) runs this, and updates the very parameters of ``network``,
+    which keeps the whole model (raw patch in) for checkpoints and inference.
+
+    Being a module, it can be wrapped in ``DistributedDataParallel`` like any trained network.
+
+    Args:
+        network: the PattenNet whose stages and head are run (shared, not copied).
+    """
+
+    def __init__(self, network: PattenNet) -> None:
+        super().__init__()
+        if not isinstance(network, PattenNet):
+            raise TypeError(f"training on cached latents needs a PattenNet, got {type(network).__name__}.")
+        self.network = network
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            z: cached latent means of shape (B, in_channels * L, x, y, z).
+
+        Returns:
+            logits of shape (B, out_channels), equal to ``network(patch)`` for the patch ``z`` was encoded from.
+        """
+        return self.network.classify_latents_with_attention(z)[0]

@@ -1,0 +1,99 @@
+"""Reading cached latents (see :class:`neonet_ext.data.LatentCache`) into training pipelines.
+
+Split in two, as MONAI's ``CacheDataset`` wants it: :class:`LoadLatentd` is deterministic and
+reads every view of a patch once (the dataset keeps the result in memory); :class:`SelectLatentViewd`
+is the random part run on every update: one view, and optionally a draw from the posterior
+``mu + scale * sigma * eps`` instead of its mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, RandomizableTransform
+
+__all__ = ["LoadLatentd", "SelectLatentViewd"]
+
+
+class LoadLatentd(MapTransform):
+    """Read the cache entries listed under each key (one path per view) into two stacked tensors.
+
+    Writes ``data[f"{key}_mu"]`` and ``data[f"{key}_sigma"]``, each (V, C * L, x, y, z) for V views,
+    and removes ``data[key]``.
+
+    Raises:
+        ValueError: an entry that cannot be read, naming its file (the cache checks entries when it
+            builds; this catches one removed or damaged since).
+    """
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            paths = d.pop(key)
+            paths = [paths] if isinstance(paths, str) else list(paths)
+            mus, sigmas = [], []
+            for path in paths:
+                try:
+                    entry = torch.load(path, map_location="cpu", weights_only=True)
+                    mus.append(entry["mu"])
+                    sigmas.append(entry["sigma"])
+                except Exception as e:
+                    raise ValueError(f"cannot read latent cache entry {path}: {e}; rebuild the cache") from e
+            d[f"{key}_mu"], d[f"{key}_sigma"] = torch.stack(mus), torch.stack(sigmas)
+        return d
+
+
+class SelectLatentViewd(RandomizableTransform, MapTransform):
+    """Pick one view of the latents :class:`LoadLatentd` read, and optionally sample the posterior.
+
+    Writes ``data[output_key]`` (C * L, x, y, z) and the chosen view's index under ``view_key``
+    (for :class:`neonet_ext.transforms.PatchViewd` to apply the same view to a mask), and removes the
+    stacked ``{key}_mu`` / ``{key}_sigma``.
+
+    Args:
+        keys: the key given to :class:`LoadLatentd` (one).
+        output_key: where the latent goes (``image``, what the trainers read).
+        random_view: draw the view uniformly; False: view 0, the patch as it is (validation).
+        posterior_prob: probability of ``mu + posterior_scale * sigma * eps`` instead of ``mu``.
+        posterior_scale: multiplies the posterior's sigma (1: a true posterior sample).
+        view_key: key of the chosen view's index.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_key: Hashable = "image",
+        random_view: bool = True,
+        posterior_prob: float = 0.0,
+        posterior_scale: float = 1.0,
+        view_key: Hashable = "view",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob=posterior_prob)
+        if len(self.keys) != 1:
+            raise ValueError(f"SelectLatentViewd writes one output: give one key, got {self.keys}.")
+        self.output_key = output_key
+        self.random_view = random_view
+        self.posterior_scale = posterior_scale
+        self.view_key = view_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        for key in self.keys:
+            if f"{key}_mu" not in d:
+                if self.allow_missing_keys:
+                    continue
+                raise KeyError(f"SelectLatentViewd: no '{key}_mu' in the data; load the latents with LoadLatentd first.")
+            mu, sigma = d.pop(f"{key}_mu"), d.pop(f"{key}_sigma")
+            self.randomize(None)
+            view = int(self.R.randint(mu.shape[0])) if self.random_view else 0
+            latent = mu[view]
+            if self._do_transform:
+                eps = torch.from_numpy(self.R.standard_normal(latent.shape).astype("float32"))
+                latent = latent + self.posterior_scale * sigma[view] * eps
+            d[self.output_key] = latent
+            d[self.view_key] = view
+        return d
