@@ -18,7 +18,6 @@ Command line (``make release``)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -26,7 +25,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from neonet_ext.utils.io import atomic_path, atomic_write
+from neonet_ext.utils.io import atomic_path, atomic_write, file_sha1
 
 __all__ = ["MAX_FILE_BYTES", "build_release", "bundle_files", "check_weights_load_on_cpu", "release_name", "sha1",
            "weights_to_cpu", "write_model_info"]
@@ -123,11 +122,7 @@ def weights_to_cpu(path: str | os.PathLike) -> Path:
 
 def sha1(path: str | os.PathLike) -> str:
     """Hex SHA-1 of a file (the checksum the model zoo's ``model_info.json`` records)."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha1(path)
 
 
 def build_release(bundle_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:

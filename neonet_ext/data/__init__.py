@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 _DISCOVERY = ("NIFTI_SUFFIXES", "datalist_from", "describe_case_error", "find_cases")
-_LATENT_CACHE = ("LatentCache", "autoencoder_fingerprint", "file_fingerprint")
+_LATENT_CACHE = ("LatentCache", "autoencoder_fingerprint")
 _PATCHES = (
     "PATH_KEYS",
     "class_weights",

@@ -25,9 +25,9 @@ from monai.transforms import LoadImage
 from monai.utils import convert_to_tensor
 
 from neonet_ext.transforms.views import PatchView, patch_views
-from neonet_ext.utils.io import atomic_write
+from neonet_ext.utils.io import atomic_write, file_sha1
 
-__all__ = ["LatentCache", "autoencoder_fingerprint", "file_fingerprint"]
+__all__ = ["LatentCache", "autoencoder_fingerprint"]
 
 #: The AutoencoderKL submodules that make a posterior: what the cache depends on (the decoder is not).
 ENCODING_MODULES = ("encoder", "quant_conv_mu", "quant_conv_log_sigma")
@@ -41,15 +41,6 @@ def autoencoder_fingerprint(autoencoder: torch.nn.Module) -> str:
         if name.split(".")[0] in ENCODING_MODULES:
             digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """sha1 of a file's bytes."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 
@@ -119,7 +110,7 @@ class LatentCache:
         stat = os.stat(path)
         key = (os.fspath(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._file_hashes:
-            self._file_hashes[key] = file_fingerprint(path)
+            self._file_hashes[key] = file_sha1(path)
         return self._file_hashes[key]
 
     def entry_path(self, source_hash: str, view: PatchView) -> Path:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
-__all__ = ["atomic_path", "atomic_write"]
+__all__ = ["atomic_path", "atomic_write", "file_sha1"]
 
 
 def _umask() -> int:
@@ -51,3 +52,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         write(tmp)
     return Path(path)
 
+
+
+def file_sha1(path: str | os.PathLike) -> str:
+    """Hex SHA-1 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
