@@ -14,26 +14,11 @@ import time
 
 import numpy as np
 import torch
-from monai.networks.nets import AutoencoderKL
 
-from neonet_ext.networks import PattenNet, get_classifier
+from neonet_ext.networks import PattenNet, get_classifier, neogen_autoencoder
 from neonet_ext.transforms import TLCR_ROI_SIZE
 
 BASELINES = ("efficientnet-b0", "densenet121", "resnet50", "swin-transformer")
-
-
-def neogen_autoencoder() -> AutoencoderKL:
-    return AutoencoderKL(
-        spatial_dims=3,
-        in_channels=1,
-        out_channels=1,
-        channels=(32, 64, 64),
-        latent_channels=4,
-        num_res_blocks=1,
-        attention_levels=(False, False, False),
-        with_encoder_nonlocal_attn=False,
-        with_decoder_nonlocal_attn=False,
-    )
 
 
 def time_classifiers(rounds: int = 7, batch: int = 1, device: str = "cpu") -> list[tuple[str, int, int, float]]:

@@ -51,10 +51,10 @@ def random_weights(folder: Path, schedulers: list[str]) -> Path:
     parser["device"] = "$torch.device('cpu')"
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(parser.get_parsed_content("autoencoder").state_dict(), folder / "autoencoder.pt")
+    torch.save(parser.get_parsed_content("autoencoder").state_dict(), folder / "model_autoencoder.pt")
     torch.save({"model": parser.get_parsed_content("diffusion_unet").state_dict(),
-                "latent_scale": parser.get_parsed_content("latent_scale").state_dict()}, folder / "diffusion_unet.pt")
-    torch.save(parser.get_parsed_content("controlnet").state_dict(), folder / "controlnet.pt")
+                "latent_scale": parser.get_parsed_content("latent_scale").state_dict()}, folder / "model.pt")
+    torch.save(parser.get_parsed_content("controlnet").state_dict(), folder / "model_controlnet.pt")
     return folder
 
 
@@ -144,7 +144,7 @@ def main() -> None:
         if not args.no_training:
             print("\n| stage | s per step (batch 2, 64x64x32) |\n| --- | --- |")
             for stage, label in enumerate(("autoencoder + discriminator", "diffusion UNet", "ControlNet"), 1):
-                if stage > 1 and not (work / "train_models" / "autoencoder.pt").exists():
+                if stage > 1 and not (work / "train_models" / "model_autoencoder.pt").exists():
                     break
                 print(f"| {label} | {bench_training(stage, work):.2f} |", flush=True)
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 from monai.data import MetaTensor
-from monai.networks.nets import AutoencoderKL
 
-from neonet_ext.networks import PattenNet
+
+from neonet_ext.networks import PattenNet, neogen_autoencoder
 from neonet_ext.transforms import TLCR_ROI_SIZE, TLCRd
 
 
@@ -24,10 +24,7 @@ def main() -> None:
     assert int(out["patch_mask"][1].sum()) == 20 * 20 * 10
     print("TLCRd on CUDA tensors: ok, patch on", out["patch"].device)
 
-    ae = AutoencoderKL(spatial_dims=3, in_channels=1, out_channels=1, channels=(32, 64, 64), latent_channels=4,
-                       num_res_blocks=1, attention_levels=(False, False, False),
-                       with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
-    net = PattenNet(ae).to(device)
+    net = PattenNet(neogen_autoencoder()).to(device)
     frozen = {k: v.clone() for k, v in net.latent_encoder.state_dict().items()}
     optimizer = torch.optim.Adam(net.trainable_parameters(), 1e-3)
     x = torch.randn(4, 2, *TLCR_ROI_SIZE, device=device)

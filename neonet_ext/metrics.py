@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from monai.utils import MetricReduction
 __all__ = [
     "HausdorffDistanceMM",
     "HausdorffDistanceMMMetric",
+    "attention_share",
     "bootstrap_auc",
     "expected_calibration_error",
     "label_volume_ml",
@@ -37,6 +38,33 @@ def label_volume_ml(label: torch.Tensor, value: int) -> float:
     voxel_mm3 = float(np.prod(_spacing(label))) if isinstance(label, MetaTensor) else 1.0
     count = int((torch.as_tensor(label) == value).sum())
     return count * voxel_mm3 / 1000.0
+
+
+def attention_share(
+    attention: np.ndarray | torch.Tensor, tumour: np.ndarray | torch.Tensor, spacing: Sequence[float], rim_mm: float = 10.0
+) -> tuple[float, float]:
+    """Where an attention map puts its mass: the share inside the tumour and a rim around it, next to
+    the share of the patch that region takes (what a map spread evenly would score).
+
+    Args:
+        attention: (X, Y, Z) non-negative map on the patch grid (negative values count as 0).
+        tumour: (X, Y, Z) tumour mask on the same grid.
+        spacing: voxel size in mm (3,).
+        rim_mm: the rim's width in mm (its voxels lie within ``rim_mm`` of a tumour voxel).
+
+    Returns:
+        ``(attention mass in the region / all attention mass, region voxels / patch voxels)``; the first is
+        NaN for a map with no mass, both NaN without a tumour.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    tumour = np.asarray(tumour) > 0
+    if not tumour.any():
+        return float("nan"), float("nan")
+    region = distance_transform_edt(~tumour, sampling=[float(s) for s in spacing]) <= rim_mm
+    mass = np.clip(np.asarray(attention, dtype=np.float64), 0, None)
+    total = float(mass.sum())
+    return (float(mass[region].sum()) / total if total > 0 else float("nan")), float(region.mean())
 
 
 class HausdorffDistanceMMMetric(HausdorffDistanceMetric):

@@ -84,6 +84,7 @@ def save_case_report(
     title: str,
     path: str | os.PathLike,
     dpi: int = 110,
+    attention_shares: tuple[float | None, float | None] = (None, None),
 ) -> None:
     """One page per case that a person can read without a viewer.
 
@@ -100,6 +101,9 @@ def save_case_report(
             None leaves its panel empty.
         probability: PNI probability in [0, 1]; None when no tumour was found (said on the page).
         title: the case name.
+        attention_shares: the share of the attention mass within the tumour and its 10 mm rim, and the
+            share of the patch that region takes (:func:`neonet_ext.metrics.attention_share`); written
+            under the map when given.
     """
     fig, axes = plt.subplots(2, 3, figsize=(10.5, 6.6))
     tumour = np.argwhere(label == TUMOUR)
@@ -127,7 +131,10 @@ def save_case_report(
         axes[1, 2].imshow(
             _axial(heat, z), cmap="jet", alpha=0.4, vmin=0, vmax=1, aspect=sy / sx, interpolation="bilinear"
         )
-        axes[1, 2].set_title("attention over ch0", fontsize=8)
+        mass, region = attention_shares
+        where = "" if mass is None or region is None else (
+            f"\n{100 * mass:.0f}% of it in tumour + 10 mm ({100 * region:.0f}% of the patch)")
+        axes[1, 2].set_title(f"attention over ch0{where}", fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:

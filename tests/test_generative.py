@@ -233,3 +233,59 @@ def test_sampler_embeds_the_masks_once_and_gives_the_same_image():
         assert len(calls) == (1 if cache else 5)
     torch.testing.assert_close(images[True], images[False])
     assert "forward" not in vars(controlnet.controlnet_cond_embedding)  # the module is left as it was
+
+
+class _CountingMasks:
+    """A mask transform that gives good masks for the first ``good`` calls, then an empty tumour."""
+
+    def __init__(self, good: int) -> None:
+        self.good, self.calls = good, 0
+
+    def __call__(self, data: dict) -> dict:
+        self.calls += 1
+        masks = torch.zeros(2, 8, 8, 4)
+        masks[0, 2:6, 2:6, 1:3] = 1
+        if self.calls <= self.good:
+            masks[1, 3:5, 3:5, 1:2] = 1
+        return {"patch_mask": masks}
+
+
+def test_a_reused_mask_whose_augmentation_fails_stops_the_run_before_anything_is_written(tmp_path):
+    from neonet_ext.generative import PatchSynthesizer
+
+    sources = [{"case_id": f"case_{i}", "patch_mask": str(tmp_path / f"m{i}.nii.gz"), "pni": 1} for i in range(2)]
+    for item in sources:
+        open(item["patch_mask"], "w").close()
+    generated = []
+
+    def sampler(masks, class_index, seed):
+        generated.append(seed)
+        return torch.rand(1, 1, *masks.shape[2:])
+
+    out = tmp_path / "out"
+    # 2 sources, 3 samples: the third reuses a source with a new augmentation, which leaves no tumour
+    synthesizer = PatchSynthesizer(sampler, sources, num_samples=3, class_index=1, output_dir=out,
+                                   mask_transform=_CountingMasks(good=2))
+    with pytest.raises(ValueError, match=r"m0.nii.gz \(reused for sample 2\): the tumour mask .* is empty"):
+        synthesizer.run()
+    assert not generated and not out.exists()
+    PatchSynthesizer(sampler, sources, num_samples=3, class_index=1, output_dir=out,
+                     mask_transform=_CountingMasks(good=3)).run()
+    assert len(generated) == 3 and len(load_patch_datalist(out / "synthetic_patches.json", required_keys=["patch"])) == 3
+
+
+def test_prepare_batch_on_cached_latents_skips_the_encoder():
+    autoencoder = tiny_autoencoder()
+    scheduler = DDPMScheduler(num_train_timesteps=10)
+    images = torch.rand(2, 1, 8, 8, 8)
+    with torch.no_grad():
+        mu = autoencoder.encode(images)[0]
+    scale = LatentScale(0.5)
+    torch.manual_seed(1)
+    z_encoded, target_encoded, _, kwargs_encoded = LatentDiffusionPrepareBatch(autoencoder, scale, scheduler)({"image": images})
+    torch.manual_seed(1)
+    z_cached, target_cached, _, kwargs_cached = LatentDiffusionPrepareBatch(None, scale, scheduler)({"image": mu})
+    torch.testing.assert_close(z_cached, z_encoded)
+    torch.testing.assert_close(target_cached, target_encoded)
+    assert torch.equal(kwargs_cached["timesteps"], kwargs_encoded["timesteps"])
+    assert float(estimate_latent_scale(None, [{"image": mu}]).value) == pytest.approx(1 / float(mu.std()), rel=1e-5)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from monai.networks.nets import AutoencoderKL
 
 from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, run_bundle
 from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour, stratified_split
+from neonet_ext.networks import neogen_autoencoder
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "neocls"
@@ -29,10 +29,9 @@ def autoencoder(tmp_path_factory) -> Path:
     """A NeoGen-shaped autoencoder checkpoint at the tiny override's widths (weights random)."""
     overrides = json.loads(TINY.read_text())
     torch.manual_seed(0)
-    net = AutoencoderKL(spatial_dims=3, in_channels=1, out_channels=1, channels=overrides["autoencoder_def#channels"],
-                        latent_channels=4, num_res_blocks=1, norm_num_groups=overrides["autoencoder_def#norm_num_groups"],
-                        attention_levels=[False] * 3, with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
-    path = tmp_path_factory.mktemp("neocls") / "autoencoder.pt"
+    net = neogen_autoencoder(channels=overrides["autoencoder_def#channels"],
+                             norm_num_groups=overrides["autoencoder_def#norm_num_groups"])
+    path = tmp_path_factory.mktemp("neocls") / "model_autoencoder.pt"
     torch.save(net.state_dict(), path)
     return path
 
@@ -51,9 +50,12 @@ def test_metadata_is_valid_offline():
 
 
 def test_pattennet_uses_the_autoencoder_neogen_trains():
-    neocls = json.loads((CONFIGS / "train.json").read_text())["autoencoder_def"]
-    neogen = json.loads((REPO / "bundles" / "neogen" / "configs" / "train_autoencoder.json").read_text())
-    assert neocls == {**neogen["autoencoder_def"], "latent_channels": 4} and neogen["latent_channels"] == 4
+    """Every config builds the autoencoder from its one definition, with no widths of its own."""
+    one_source = {"_target_": "neonet_ext.networks.neogen_autoencoder"}
+    neogen = REPO / "bundles" / "neogen" / "configs"
+    for config in (CONFIGS / "train.json", CONFIGS / "inference.json", neogen / "train_autoencoder.json",
+                   neogen / "inference.json"):
+        assert json.loads(config.read_text())["autoencoder_def"] == one_source, config
 
 
 def imbalanced_real(tmp_path: Path) -> tuple[Path, list[dict]]:
@@ -91,9 +93,7 @@ def test_pattennet_trains_on_real_and_synthetic_patches(autoencoder, tmp_path):
 
 
 def test_autoencoder_of_other_widths_is_named(tmp_path):
-    ae = AutoencoderKL(spatial_dims=3, in_channels=1, out_channels=1, channels=[16, 16, 16], latent_channels=4,
-                       num_res_blocks=1, norm_num_groups=4, attention_levels=[False] * 3,
-                       with_encoder_nonlocal_attn=False, with_decoder_nonlocal_attn=False)
+    ae = neogen_autoencoder(channels=[16, 16, 16], norm_num_groups=4)
     torch.save(ae.state_dict(), tmp_path / "wide.pt")
     result = bundle_run(["train.json", TINY], "--autoencoder_path", str(tmp_path / "wide.pt"), "--output_dir",
                         str(tmp_path / "run"), "--epochs", "1", check=False)

@@ -19,6 +19,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from bundle_runs import run_bundle
+from neonet_ext.metrics import attention_share
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "neocls"
@@ -89,6 +90,9 @@ def test_chain_writes_probabilities_and_per_case_files(chain):
         patch, attention = nib.load(out / case / f"{case}_tlcr.nii.gz"), nib.load(out / case / f"{case}_attention.nii.gz")
         assert attention.shape == patch.shape[:3] and np.allclose(attention.affine, patch.affine)
         assert np.ptp(attention.get_fdata()) > 0  # a map, not a constant
+        tumour = np.asarray(nib.load(out / case / f"{case}_tlcr_mask.nii.gz").dataobj)[..., 1]
+        expected = attention_share(attention.get_fdata(), tumour, attention.header.get_zooms()[:3])
+        assert (float(row["attention_in_tumour_rim"]), float(row["tumour_rim_share"])) == pytest.approx(expected, abs=1e-4)
         assert (out / case / f"{case}_report.png").read_bytes()[:4] == b"\x89PNG"
     assert all(0 <= p <= 1 for p in probabilities) and abs(probabilities[0] - probabilities[1]) > 1e-3
     assert "1 of 4 cases failed" in log
@@ -177,3 +181,6 @@ def test_heldout_evaluation_scores_the_chain_against_the_oracle(checkpoint, tmp_
     assert 0 <= figures["sign_reader_auc_scored_cases"] <= 1 and figures["auc_over_sign_reader"] == pytest.approx(
         figures["roc_auc"] / figures["sign_reader_auc_scored_cases"])
     assert (tmp_path / "reliability.png").is_file() and (tmp_path / "seed_5" / "chain" / "predictions.csv").is_file()
+    maps = [row for row in csv.DictReader(open(tmp_path / "seed_5" / "chain" / "predictions.csv")) if row["pni_probability"]]
+    assert figures["n_attention_maps"] == len(maps) and figures["attention_in_tumour_rim_mean"] == pytest.approx(
+        np.mean([float(row["attention_in_tumour_rim"]) for row in maps]))

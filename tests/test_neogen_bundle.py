@@ -89,12 +89,12 @@ def test_shipped_weights_load_on_cpu_and_fit_the_model_zoo():
     parser.read_config(str(CONFIGS / "inference.json"))
     parser["device"] = "$torch.device('cpu')"
     models = BUNDLE / "models"
-    for name, key in (("autoencoder.pt", "autoencoder"), ("controlnet.pt", "controlnet")):
+    for name, key in (("model_autoencoder.pt", "autoencoder"), ("model_controlnet.pt", "controlnet")):
         parser.get_parsed_content(key).load_state_dict(torch.load(models / name, map_location="cpu", weights_only=True))
     latent_scale = parser.get_parsed_content("latent_scale")
-    load_diffusion_checkpoint(str(models / "diffusion_unet.pt"), parser.get_parsed_content("diffusion_unet"), latent_scale)
+    load_diffusion_checkpoint(str(models / "model.pt"), parser.get_parsed_content("diffusion_unet"), latent_scale)
     assert float(latent_scale.value) != 1.0  # estimated on the training latents, not the default
-    for name in ("autoencoder.pt", "diffusion_unet.pt", "controlnet.pt"):
+    for name in ("model_autoencoder.pt", "model.pt", "model_controlnet.pt"):
         assert (models / name).stat().st_size < 25 * 2**20, name
 
 
@@ -115,10 +115,10 @@ def test_generation_with_no_arguments_uses_the_shipped_weights(tmp_path):
 
 def test_stages_write_their_weights_and_load_on_cpu(trained):
     models = trained / "models"
-    assert sorted(p.name for p in models.iterdir()) == ["autoencoder.pt", "controlnet.pt", "diffusion_unet.pt"]
-    diffusion = torch.load(models / "diffusion_unet.pt", map_location="cpu", weights_only=True)
+    assert sorted(p.name for p in models.iterdir()) == ["model.pt", "model_autoencoder.pt", "model_controlnet.pt"]
+    diffusion = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
     assert set(diffusion) == {"model", "latent_scale"} and float(diffusion["latent_scale"]["value"]) > 0
-    controlnet = torch.load(models / "controlnet.pt", map_location="cpu", weights_only=True)
+    controlnet = torch.load(models / "model_controlnet.pt", map_location="cpu", weights_only=True)
     assert any(k.startswith("controlnet_cond_embedding") for k in controlnet)
     assert list((trained / "run1" / "tensorboard").iterdir())
 
@@ -157,7 +157,7 @@ def test_multi_gpu_config_trains_each_stage_in_two_cpu_processes(trained, stage,
                          "mlflow", multi_gpu=True)
     check_two_rank_run(result, tmp_path / f"run{stage}")
     assert len(mlflow_runs(tmp_path / f"run{stage}")) == 1
-    saved = {1: "autoencoder.pt", 2: "diffusion_unet.pt", 3: "controlnet.pt"}[stage]
+    saved = {1: "model_autoencoder.pt", 2: "model.pt", 3: "model_controlnet.pt"}[stage]
     state = torch.load(tmp_path / "models" / saved, map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in state.get("model", state))  # unwrapped: inference loads it
 
@@ -214,7 +214,7 @@ def test_classifier_free_guidance_changes_the_sample(trained, tmp_path):
 def test_rectified_flow_trains_and_samples(trained, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
-    shutil.copy(trained / "models" / "autoencoder.pt", models)
+    shutil.copy(trained / "models" / "model_autoencoder.pt", models)
     train_stage(2, tmp_path, schedulers=["schedulers/rflow.json"])
     train_stage(3, tmp_path, schedulers=["schedulers/rflow.json"])
     generate(tmp_path / "out", models, "--num_samples", "1", schedulers=["schedulers/rflow.json"])
@@ -270,10 +270,10 @@ def tiny_networks(models: Path) -> tuple[dict, dict]:
     parser.read_config([str(CONFIGS / "inference.json"), *map(str, TINY)])
     parser["bundle_root"] = str(BUNDLE)
     nets = {name: parser.get_parsed_content(f"{name}_def").eval() for name in ("autoencoder", "diffusion_unet", "controlnet")}
-    nets["autoencoder"].load_state_dict(torch.load(models / "autoencoder.pt", map_location="cpu", weights_only=True))
+    nets["autoencoder"].load_state_dict(torch.load(models / "model_autoencoder.pt", map_location="cpu", weights_only=True))
     nets["diffusion_unet"].load_state_dict(
-        torch.load(models / "diffusion_unet.pt", map_location="cpu", weights_only=True)["model"])
-    nets["controlnet"].load_state_dict(torch.load(models / "controlnet.pt", map_location="cpu", weights_only=True))
+        torch.load(models / "model.pt", map_location="cpu", weights_only=True)["model"])
+    nets["controlnet"].load_state_dict(torch.load(models / "model_controlnet.pt", map_location="cpu", weights_only=True))
     return nets, json.loads((CONFIGS / "metadata.json").read_text())
 
 
@@ -317,7 +317,7 @@ def test_networks_export_to_torchscript_by_tracing(trained, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "ckpt_export", "autoencoder_def", "--use_trace", "True",
          "--input_shape", "[1, 1, 64, 64, 32]", "--filepath", str(tmp_path / "autoencoder.ts"), "--ckpt_file",
-         str(trained / "models" / "autoencoder.pt"), "--meta_file", str(CONFIGS / "metadata.json"),
+         str(trained / "models" / "model_autoencoder.pt"), "--meta_file", str(CONFIGS / "metadata.json"),
          "--config_file", configs, "--bundle_root", str(BUNDLE)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )

@@ -55,3 +55,40 @@ def test_class_weights_balance_the_loss():
     assert class_weights(real(5, 5)).tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="every class needs"):
         class_weights(real(5, 0))
+
+
+def test_the_autoencoder_learns_each_input_it_will_encode(tmp_path):
+    """The unmasked crop (NeoGen) and both TLCR channels (PattenNet), each its own 1-channel item, masked as
+    TLCR masks the patch it cuts."""
+    import nibabel as nib
+    import numpy as np
+    import torch
+    from monai.transforms import Compose, LoadImaged
+
+    from neonet_ext.data.patches import autoencoder_inputs
+    from neonet_ext.labels import LIVER, TUMOUR
+    from neonet_ext.transforms import TLCR, MaskImaged
+
+    label = np.zeros((8, 8, 4), np.uint8)
+    label[2:6, 2:6, 1:3], label[3:5, 3:5, 1:2] = LIVER, TUMOUR
+    crop = np.random.default_rng(0).random((8, 8, 4)).astype(np.float32) + 0.1
+    patch = TLCR(roi_size=(8, 8, 4))(torch.from_numpy(crop)[None], torch.from_numpy(label)[None])
+    files = {"patch_image": tmp_path / "crop.nii.gz", "patch_mask": tmp_path / "mask.nii.gz"}
+    nib.save(nib.Nifti1Image(crop, np.eye(4)), files["patch_image"])
+    masks = np.stack([label > 0, label == TUMOUR], axis=-1).astype(np.uint8)
+    nib.save(nib.Nifti1Image(masks, np.eye(4)), files["patch_mask"])
+    item = {"case_id": "case_000", "pni": 1, **{k: str(v) for k, v in files.items()}}
+    items = autoencoder_inputs([item])
+    assert [i["mask_channel"] for i in items] == [-1, 0, 1]
+    assert all(i["pni"] == 1 and i["case_id"] == "case_000" for i in items)
+    load = Compose([LoadImaged(["image", "patch_mask"], ensure_channel_first=True, image_only=True), MaskImaged("image")])
+    loaded = [load(i) for i in items]
+    expected = [crop, *np.asarray(patch)]
+    for data, wanted in zip(loaded, expected):
+        assert data["image"].shape == (1, 8, 8, 4) and "patch_mask" not in data
+        np.testing.assert_allclose(np.asarray(data["image"])[0], wanted, atol=1e-6)
+    unmasked = LoadImaged(["image", "patch_mask"], ensure_channel_first=True, image_only=True)({**items[0], "mask_channel": 2})
+    with pytest.raises(ValueError, match="mask.nii.gz: no mask channel 2"):
+        MaskImaged("image")(unmasked)
+    with pytest.raises(ValueError, match=r"case_000 has no \['patch_mask'\]"):
+        autoencoder_inputs([{k: v for k, v in item.items() if k != "patch_mask"}])

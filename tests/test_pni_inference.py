@@ -14,7 +14,7 @@ from monai.networks.nets import AutoencoderKL
 from monai.transforms import SaveImaged
 
 from neonet_ext.engines import CaseRunner, PNIPredictor, PNIPredictord, SaveCaseReportd, gradcam_target_layer
-from neonet_ext.metrics import label_volume_ml
+from neonet_ext.metrics import attention_share, label_volume_ml
 from neonet_ext.networks import PattenNet
 from neonet_ext.transforms import CheckPatch, CheckPatchd
 
@@ -127,3 +127,33 @@ def test_case_runner_table_has_a_row_per_case_with_errors(tmp_path):
     rows = list(csv.DictReader(io.StringIO((tmp_path / "table.csv").read_text())))
     assert rows[0] == {"case": "a", "score": "0.123457", "error": ""}
     assert rows[1]["case"] == "bad" and rows[1]["score"] == "" and "bad.nii: broken" in rows[1]["error"]
+
+
+def test_attention_share_has_known_answers():
+    tumour = np.zeros((20, 20, 10), bool)
+    tumour[8:12, 8:12, 4:6] = True
+    spacing = (2.0, 2.0, 3.0)
+    on_tumour = tumour.astype(float)
+    assert attention_share(on_tumour, tumour, spacing) == (1.0, pytest.approx(attention_share(on_tumour, tumour, spacing)[1]))
+    mass, region = attention_share(np.ones(tumour.shape), tumour, spacing)
+    assert mass == pytest.approx(region)  # an even map scores the region's share of the patch
+    corner = np.zeros(tumour.shape)
+    corner[0, 0, 0] = 1.0  # 8 voxels x 2 mm = 16 mm from the tumour in x and y: outside a 10 mm rim
+    assert attention_share(corner, tumour, spacing)[0] == 0.0
+    # the rim is in mm: every voxel within 10 mm (Euclidean, voxel centres) of a tumour voxel, counted by brute force
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in tumour.shape], indexing="ij"), -1).reshape(-1, 3) * spacing
+    nearest = np.linalg.norm(grid[:, None] - (np.argwhere(tumour) * spacing)[None], axis=-1).min(1)
+    assert attention_share(on_tumour, tumour, spacing)[1] == pytest.approx(float((nearest <= 10.0).mean()))
+    assert attention_share(on_tumour, tumour, spacing, rim_mm=0.0)[1] == pytest.approx(tumour.mean())
+    assert all(np.isnan(attention_share(on_tumour, np.zeros_like(tumour), spacing)))
+
+
+def test_the_attention_share_of_a_case_is_measured_on_its_own_map_and_tumour():
+    masks = torch.zeros(SHAPE, dtype=torch.uint8)
+    masks[0, 2:14, 2:14, 1:7], masks[1, 6:10, 6:10, 3:5] = 1, 1
+    d = PNIPredictord("patch", PNIPredictor(pattennet()))({"patch": patch(), "patch_mask": masks})
+    expected = attention_share(d["attention"][0].numpy(), masks[1].numpy(), (2.0, 2.0, 3.0))
+    assert (d["attention_in_tumour_rim"], d["tumour_rim_share"]) == pytest.approx(expected)
+    assert 0 < d["tumour_rim_share"] < 1
+    empty = PNIPredictord("patch", PNIPredictor(pattennet()))({"patch": patch(), "patch_mask": torch.zeros_like(masks)})
+    assert empty["attention_in_tumour_rim"] is None and empty["tumour_rim_share"] is None

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from neonet_ext.networks import NEOGEN_AUTOENCODER
 from neonet_ext.study import Study, load_profile
 from neonet_ext.study.scheduler import run_tasks
 
@@ -78,7 +79,7 @@ def test_each_fold_trains_its_own_generator_on_its_training_patients_only(study)
         assert train and test and not train & test
         for stage in ("autoencoder", "diffusion", "controlnet"):
             assert (fold / "neogen" / stage / ".done").is_file()
-        assert (fold / "neogen" / "models" / "autoencoder.pt").is_file()
+        assert (fold / "neogen" / "models" / "model_autoencoder.pt").is_file()
         synthetic = json.loads((fold / "neogen" / "synthetic" / "synthetic_patches.json").read_text())["training"]
         assert synthetic and {s["source_case"] for s in synthetic} <= train  # masks of training patients only
     # every cell was scored on exactly its fold's held-out patients
@@ -183,10 +184,9 @@ def test_the_paper_profile_runs_end_to_end_at_a_smoke_budget(tmp_path):
     assert len(rows) == 10 and not any(r["error"] for r in rows) and {r["patch_source"] for r in rows} == {"neoseg"}
     patch = nib.load(next((tmp_path / "patches" / "neoseg").glob("chunk0/case_*/*_tlcr.nii.gz")))
     assert patch.shape == (*paper.patch_size, 2)
-    neogen = json.loads((REPO / "bundles" / "neogen" / "configs" / "train_autoencoder.json").read_text())
-    autoencoder = torch.load(tmp_path / "folds" / "fold0" / "neogen" / "models" / "autoencoder.pt", map_location="cpu",
+    autoencoder = torch.load(tmp_path / "folds" / "fold0" / "neogen" / "models" / "model_autoencoder.pt", map_location="cpu",
                              weights_only=True)
-    assert autoencoder["encoder.blocks.0.conv.weight"].shape[0] == neogen["autoencoder_def"]["channels"][0]
+    assert autoencoder["encoder.blocks.0.conv.weight"].shape[0] == NEOGEN_AUTOENCODER["channels"][0]
 
 
 def test_bad_cohorts_are_refused_with_a_clear_error(tmp_path):

@@ -10,7 +10,9 @@ import importlib
 _DISCOVERY = ("NIFTI_SUFFIXES", "datalist_from", "describe_case_error", "find_cases")
 _LATENT_CACHE = ("LatentCache", "autoencoder_fingerprint")
 _PATCHES = (
+    "AUTOENCODER_INPUTS",
     "PATH_KEYS",
+    "autoencoder_inputs",
     "class_weights",
     "load_patch_datalist",
     "mix_synthetic",

@@ -29,6 +29,8 @@ __all__ = [
     "mix_synthetic",
     "class_weights",
     "write_patch_datalist",
+    "AUTOENCODER_INPUTS",
+    "autoencoder_inputs",
 ]
 
 #: Item keys that hold file paths.
@@ -101,6 +103,29 @@ def write_patch_datalist(items: Sequence[dict], path: str | os.PathLike, key: st
         rows.append(item)
     text = json.dumps({key: rows}, indent=2) + "\n"
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+#: What NeoGen's autoencoder encodes, as mask channels of the TLCR crop: -1 the crop unmasked (NeoGen's
+#: diffusion stages), 0 and 1 the TLCR patch's channels (PattenNet): image inside liver + tumour, inside tumour.
+AUTOENCODER_INPUTS: tuple[int, ...] = (-1, 0, 1)
+
+
+def autoencoder_inputs(items: Sequence[dict], inputs: Sequence[int] = AUTOENCODER_INPUTS, image_key: str = "patch_image",
+                       mask_key: str = "patch_mask", channel_key: str = "mask_channel") -> list[dict]:
+    """One item per (patch item, input): ``{"image": crop, mask_key: masks, channel_key: c, ...}``, the patch item's
+    other keys kept (``case_id``, ``pni``), for :class:`neonet_ext.transforms.MaskImaged`.
+
+    Raises:
+        ValueError: an item lacks the crop or the masks (naming the case).
+    """
+    out = []
+    for item in items:
+        missing = [k for k in (image_key, mask_key) if k not in item]
+        if missing:
+            raise ValueError(f"patch item {item.get('case_id', '?')} has no {missing} for the autoencoder to learn")
+        kept = {k: v for k, v in item.items() if k not in PATH_KEYS}
+        out.extend({**kept, "image": item[image_key], mask_key: item[mask_key], channel_key: int(c)} for c in inputs)
+    return out
 
 
 def patches_with_tumour(items: Sequence[dict], source_key: str = "source_image") -> list[dict]:

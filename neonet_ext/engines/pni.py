@@ -21,7 +21,7 @@ from monai.utils import ImageMetaKey
 from monai.visualize import GradCAM
 
 from neonet_ext.labels import LIVER, TUMOUR
-from neonet_ext.metrics import label_volume_ml
+from neonet_ext.metrics import attention_share, label_volume_ml
 from neonet_ext.networks.nets.pattennet import upsample_attention_map
 
 __all__ = [
@@ -179,11 +179,17 @@ class PNIPredictord(MapTransform):
     tumour channel is all zero: a classifier trained on tumour patches says nothing about
     an empty one.
 
+    It also says where the map looks: ``attention_share_key`` is the share of the map's mass
+    within the tumour and a ``rim_mm`` rim around it, ``region_share_key`` the share of the patch
+    that region takes (what an even map would score); see :func:`neonet_ext.metrics.attention_share`.
+    Both are None without a tumour or a map.
+
     Args:
         keys: the patch key (one).
         predictor: the :class:`PNIPredictor`.
         mask_key: (2, X, Y, Z) liver-or-tumour and tumour masks of the patch, if present.
         case_key: the key of the case id that names the outputs; None keeps the patch's name.
+        rim_mm: width of the rim around the tumour, in mm.
     """
 
     def __init__(
@@ -195,8 +201,14 @@ class PNIPredictord(MapTransform):
         attention_key: str = "attention",
         tumour_found_key: str = "tumour_found",
         case_key: str | None = None,
+        attention_share_key: str = "attention_in_tumour_rim",
+        region_share_key: str = "tumour_rim_share",
+        rim_mm: float = 10.0,
     ) -> None:
         super().__init__(keys)
+        self.attention_share_key = attention_share_key
+        self.region_share_key = region_share_key
+        self.rim_mm = rim_mm
         if predictor is None:
             raise ValueError("PNIPredictord needs a predictor.")
         self.predictor = predictor
@@ -219,9 +231,14 @@ class PNIPredictord(MapTransform):
             if self.case_key is not None or ImageMetaKey.FILENAME_OR_OBJ not in meta:
                 # SaveImage strips one extension from the name: the suffix keeps dots inside a case id
                 meta[ImageMetaKey.FILENAME_OR_OBJ] = f"{d.get(self.case_key, key) if self.case_key else key}.nii.gz"
+            shares = (None, None)
+            if found and probability is not None and float(attention.abs().sum()) > 0:
+                spacing = patch.pixdim.tolist() if isinstance(patch, MetaTensor) else [1.0, 1.0, 1.0]
+                shares = attention_share(attention[0].numpy(), np.asarray(tumour.cpu()), spacing, self.rim_mm)
             d[self.probability_key] = probability
             d[self.tumour_found_key] = found
             d[self.attention_key] = MetaTensor(attention, meta=meta)
+            d[self.attention_share_key], d[self.region_share_key] = shares
         return d
 
 
@@ -251,8 +268,12 @@ class SaveCaseReportd(MapTransform):
         probability_key: str = "pni_probability",
         case_key: str = "case_id",
         report_key: str = "report",
+        attention_share_key: str = "attention_in_tumour_rim",
+        region_share_key: str = "tumour_rim_share",
     ) -> None:
         super().__init__(keys)
+        self.attention_share_key = attention_share_key
+        self.region_share_key = region_share_key
         self.output_dir = Path(output_dir)
         self.image_key = image_key
         self.mask_key = mask_key
@@ -292,6 +313,7 @@ class SaveCaseReportd(MapTransform):
                 probability,
                 case,
                 path,
+                attention_shares=(d.get(self.attention_share_key), d.get(self.region_share_key)),
             )
             d[self.report_key] = str(path)
         return d

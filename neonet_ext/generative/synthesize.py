@@ -116,10 +116,14 @@ class PatchSynthesizer:
 
     def run(self) -> list[dict]:
         """Generate and write every sample; return the datalist entries."""
-        checked = {}  # every source once, before anything is written; reused for those samples
-        for i in range(min(self.num_samples, len(self.sources))):
-            masks, source = checked[i] = self.condition(i)
-            check_condition_masks(masks, str(source[self.mask_key]), self.spatial_shape)
+        # every sample's masks (a source reused with another augmentation too), before anything is written;
+        # kept as uint8 (a quarter of float's memory) until their sample is generated
+        checked = []
+        for i in range(self.num_samples):
+            masks, source = self.condition(i)
+            name = str(source[self.mask_key]) + (f" (reused for sample {i})" if i >= len(self.sources) else "")
+            check_condition_masks(masks, name, self.spatial_shape)
+            checked.append((masks.to(torch.uint8), source))
         save = {
             key: SaveImage(output_dir=self.output_dir, output_postfix=postfix, separate_folder=True, resample=False,
                            writer=AtomicNibabelWriter, print_log=False, savepath_in_metadict=True, output_dtype=dtype)
@@ -129,11 +133,9 @@ class PatchSynthesizer:
         entries = []
         for i in range(self.num_samples):
             start = time.perf_counter()
-            if i in checked:
-                masks, source = checked.pop(i)
-            else:  # a source used again, with another augmentation
-                masks, source = self.condition(i)
-                check_condition_masks(masks, str(source[self.mask_key]), self.spatial_shape)
+            masks, source = checked[i]
+            masks = masks.float()
+            checked[i] = None
             image = self.sampler(masks[None], self.class_index, seed=self.seed + i)[0].cpu()
             name = f"{self.name_prefix}_class{self.class_index}_{i:04d}"
             meta = dict(getattr(masks, "meta", {}))

@@ -3,17 +3,23 @@
 from .blocks import ChannelAttention, DualAttentionBlock, SpatialAttention
 from .nets import (
     CLASSIFIER_NAMES,
+    NEOGEN_AUTOENCODER,
     FrozenLatentEncoder,
     PattenNet,
     PattenNetFromLatents,
     SwinClassifier,
+    controlnet_condition_channels,
     get_classifier,
     load_autoencoder_checkpoint,
+    neogen_autoencoder,
     upsample_attention_map,
 )
 
 __all__ = [
     "CLASSIFIER_NAMES",
+    "NEOGEN_AUTOENCODER",
+    "controlnet_condition_channels",
+    "neogen_autoencoder",
     "ChannelAttention",
     "DualAttentionBlock",
     "FrozenLatentEncoder",

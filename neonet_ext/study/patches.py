@@ -8,8 +8,6 @@ config, so the two differ only in the label map the crop is centred on and maske
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 

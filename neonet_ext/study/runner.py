@@ -268,7 +268,7 @@ class Study:
             "seed": self.profile.seed,
             "output_dir": str(workdir),
             "ckpt_dir": str(workdir / "models"),
-            "autoencoder_path": str(generator / "models" / "autoencoder.pt"),
+            "autoencoder_path": str(generator / "models" / "model_autoencoder.pt"),
             # every cell of a fold reads its patches through the fold's one frozen encoder: encoded once
             "latent_cache_dir": str(generator / "latent_cache"),
             "resume": False,

@@ -3,6 +3,7 @@
 from neonet_ext.transforms.checks import CheckImage, CheckImaged, CheckPatch, CheckPatchd, image_problem, patch_problem
 from neonet_ext.transforms.conditioning import UNCONDITIONAL, ClassContext, ClassContextd
 from neonet_ext.transforms.latents import LoadLatentd, SelectLatentViewd
+from neonet_ext.transforms.masking import UNMASKED, MaskImaged
 from neonet_ext.transforms.tlcr import TLCR, TLCR_ROI_SIZE, TLCRd, tlcr_window, tumour_bounding_box
 from neonet_ext.transforms.views import PatchView, PatchViewd, patch_views
 
@@ -16,6 +17,8 @@ __all__ = [
     "CheckPatchd",
     "image_problem",
     "LoadLatentd",
+    "MaskImaged",
+    "UNMASKED",
     "SelectLatentViewd",
     "PatchView",
     "PatchViewd",

@@ -59,8 +59,21 @@ def run_cohort(out: Path, seed: int, cases: int, config_file: str, extra: list[s
         case = truth[row["case"]]
         rows.append({"case": f"seed{seed}/{row['case']}", "probability": row["pni_probability"],
                      "error": row["error"], "pni": int(case["pni"]), "pni_risk": float(case["pni_risk"]),
-                     "latents": case})
+                     "attention_in_tumour_rim": row.get("attention_in_tumour_rim", ""),
+                     "tumour_rim_share": row.get("tumour_rim_share", ""), "latents": case})
     return rows
+
+
+def attention_summary(rows: list[dict]) -> dict[str, float | int]:
+    """Mean share of the attention mass within the tumour and its 10 mm rim, and mean share of the patch
+    that region takes, over the cases with a map (an even map scores the second)."""
+    pairs = [(float(r["attention_in_tumour_rim"]), float(r["tumour_rim_share"])) for r in rows
+             if r.get("attention_in_tumour_rim") not in ("", None)]
+    if not pairs:
+        return {"n_attention_maps": 0}
+    mass, region = np.mean(pairs, axis=0)
+    return {"n_attention_maps": len(pairs), "attention_in_tumour_rim_mean": float(mass),
+            "tumour_rim_share_mean": float(region), "attention_over_region_share": float(mass / region)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,12 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         "auc_over_oracle": figures["roc_auc"] / oracle_scored,
         "sign_reader_auc_scored_cases": reader, "sign_reader_over_oracle": reader / oracle_scored,
         "auc_over_sign_reader": figures["roc_auc"] / reader,
+        # where the attention maps look: their mass within tumour + 10 mm against that region's share of the patch
+        **attention_summary(scored),
         "wall_seconds": round(time.perf_counter() - start, 1),
     })
     atomic_write(args.out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(figures, indent=2) + "\n"))
     print(f"oracle AUC {oracle_scored:.3f} on the scored cases ({oracle:.3f} on all {len(rows)}); "
           f"PattenNet / oracle = {figures['auc_over_oracle']:.3f}; sign reader {reader:.3f} "
-          f"({reader / oracle_scored:.3f} x oracle); {len(rows) - len(scored)} cases without a "
+          f"({reader / oracle_scored:.3f} x oracle); attention in tumour + 10 mm "
+          f"{figures.get('attention_in_tumour_rim_mean', float('nan')):.2f} of its mass on "
+          f"{figures.get('tumour_rim_share_mean', float('nan')):.2f} of the patch; {len(rows) - len(scored)} cases without a "
           f"probability; {args.out / 'metrics.json'}")
     return 0
 

@@ -42,7 +42,7 @@ if (( needed > 0 )); then
 fi
 python -m monai.bundle run --config_file bundles/neocls/configs/train.json \
     --datalist_file "$out/patches/patches.json" "${synthetic[@]}" --synthetic_ratio "$ratio" \
-    --val_fraction "$val_fraction" --seed "$seed" --autoencoder_path "$neogen_models/autoencoder.pt" \
+    --val_fraction "$val_fraction" --seed "$seed" --autoencoder_path "$neogen_models/model_autoencoder.pt" \
     --output_dir "$out/runs" --ckpt_dir "$out/models" --resume False "$@"
 # weights trained on a GPU would hold CUDA tensors: ship them loadable on any machine
 python -m neonet_ext.zoo --to-cpu "$out/models/model.pt"

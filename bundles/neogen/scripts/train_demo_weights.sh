@@ -31,7 +31,7 @@ esac
 bash bundles/neoseg/scripts/cohort_patches.sh "$out" 96 0
 first=0
 if [[ -n "${AUTOENCODER:-}" ]]; then
-    mkdir -p "$out/models" && cp "$AUTOENCODER" "$out/models/autoencoder.pt"
+    mkdir -p "$out/models" && cp "$AUTOENCODER" "$out/models/model_autoencoder.pt"
     first=1
 fi
 stages=("$configs/train_autoencoder.json" "$configs/train_diffusion.json" "$configs/train_controlnet.json")

@@ -1,0 +1,135 @@
+"""How well NeoGen's autoencoder reconstructs unseen crops, per input it must encode, against the noise ceiling.
+
+    python bundles/neogen/scripts/evaluate_autoencoder.py --out output/ae_eval [--checkpoint FILE] [--cases 24]
+
+1. An unseen synthetic cohort (``--seed``, default 3001, never used for training) and its
+   noise-free twin: the same seed with the liver SNR set to 1e9, so every case has the same
+   anatomy, blur and coil bias and only the acquisition noise is gone (the generator draws
+   noise from its own stream).
+2. The cohort's TLCR patches as NeoSeg cuts them (the shipped NeoSeg, ``inference.json``), and
+   both twins' patches cut around the ground-truth labels (the same crop box for each twin).
+3. For each of the three inputs the autoencoder encodes (the unmasked crop ``patch_image``, and
+   the two channels of the TLCR patch that PattenNet encodes: image inside liver + tumour, image
+   inside tumour), the PSNR (data range 1, NeoSeg's intensity scale) of ``decode(mu)`` against
+   the input, averaged over the NeoSeg patches.
+4. The noise ceiling: the PSNR of each noisy ground-truth input against its noise-free twin,
+   which an autoencoder that kept every anatomical detail but no noise would score.
+
+Writes ``OUT/autoencoder_psnr.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neonet_ext.data import load_patch_datalist, patches_with_tumour
+from neonet_ext.data.synthetic import scoring_cohort_config, write_cohort_once
+from neonet_ext.networks import load_autoencoder_checkpoint, neogen_autoencoder
+from neonet_ext.utils.bundle import bundle_run_command
+from neonet_ext.utils.io import atomic_write
+
+BUNDLE = Path(__file__).resolve().parents[1]
+NEOSEG = BUNDLE.parent / "neoseg"
+#: The three single-channel inputs: (name, patch key, channel).
+INPUTS = (("unmasked crop", "patch_image", 0), ("liver + tumour channel", "patch", 0), ("tumour channel", "patch", 1))
+NOISE_FREE_SNR = 1e9
+
+
+def psnr(estimate: np.ndarray, reference: np.ndarray, data_range: float = 1.0) -> float:
+    mse = float(np.mean((estimate.astype(np.float64) - reference.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(data_range**2 / mse)
+
+
+def read(path: str, channel: int) -> np.ndarray:
+    import nibabel as nib
+
+    data = np.asarray(nib.load(path).dataobj, dtype=np.float32)
+    return data[..., channel] if data.ndim == 4 else data
+
+
+def cohorts(out: Path, cases: int, seed: int) -> tuple[Path, Path]:
+    """The noisy cohort and its noise-free twin; returns their dataset.json files."""
+    config = scoring_cohort_config(cases)
+    noisy = write_cohort_once(out / "cohort", cases, seed, config)
+    twin = dataclasses.replace(config, snr=(NOISE_FREE_SNR, NOISE_FREE_SNR))
+    clean = write_cohort_once(out / "cohort_noise_free", cases, seed, twin)
+    return noisy, clean
+
+
+def neoseg_patches(dataset: Path, out: Path) -> Path:
+    patches = out / "patches.json"
+    if not patches.is_file():
+        command = bundle_run_command([NEOSEG / "configs" / "inference.json"], "--datalist_file", str(dataset),
+                                     "--datalist_key", "training", "--output_dir", str(out))
+        subprocess.run(command, check=True)
+    return patches
+
+
+def ground_truth(dataset: Path, out: Path) -> Path:
+    from neonet_ext.study.patches import ground_truth_patches
+
+    if not (out / "patches.json").is_file():
+        ground_truth_patches(str(dataset), str(out), str(NEOSEG))
+    return out / "patches.json"
+
+
+@torch.no_grad()
+def reconstruction_psnr(autoencoder: torch.nn.Module, items: list[dict]) -> dict[str, float]:
+    scores: dict[str, list[float]] = {name: [] for name, _, _ in INPUTS}
+    for item in items:
+        for name, key, channel in INPUTS:
+            x = read(item[key], channel)
+            mu = autoencoder.encode(torch.from_numpy(x)[None, None])[0]
+            scores[name].append(psnr(autoencoder.decode(mu)[0, 0].numpy(), x))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+def noise_ceiling(noisy_items: list[dict], clean_items: list[dict]) -> dict[str, float]:
+    clean_by_case = {item["case_id"]: item for item in clean_items}
+    scores: dict[str, list[float]] = {name: [] for name, _, _ in INPUTS}
+    for item in noisy_items:
+        twin = clean_by_case[item["case_id"]]
+        for name, key, channel in INPUTS:
+            scores[name].append(psnr(read(item[key], channel), read(twin[key], channel)))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--checkpoint", default=str(BUNDLE / "models" / "model_autoencoder.pt"))
+    parser.add_argument("--cases", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=3001)
+    parser.add_argument("--autoencoder", default="{}", help="JSON of neogen_autoencoder arguments (other widths)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    noisy, clean = cohorts(out, args.cases, args.seed)
+    neoseg_items = patches_with_tumour(load_patch_datalist(neoseg_patches(noisy, out / "neoseg_patches")))
+    noisy_gt = patches_with_tumour(load_patch_datalist(ground_truth(noisy, out / "gt_patches")))
+    clean_gt = patches_with_tumour(load_patch_datalist(ground_truth(clean, out / "gt_patches_noise_free")))
+    autoencoder = load_autoencoder_checkpoint(neogen_autoencoder(**json.loads(args.autoencoder)), args.checkpoint).eval()
+    result = {
+        "checkpoint": args.checkpoint,
+        "cohort": {"cases": args.cases, "seed": args.seed, "neoseg_patches": len(neoseg_items)},
+        "reconstruction_psnr_db": reconstruction_psnr(autoencoder, neoseg_items),
+        "noise_ceiling_psnr_db": noise_ceiling(noisy_gt, clean_gt),
+    }
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(out / "autoencoder_psnr.json", lambda tmp: tmp.write_text(text))
+    print(f"{len(neoseg_items)} NeoSeg patches of an unseen cohort (seed {args.seed}); {args.checkpoint}")
+    print("| input | reconstruction PSNR | noise ceiling |\n| --- | --- | --- |")
+    for name, _, _ in INPUTS:
+        print(f"| {name} | {result['reconstruction_psnr_db'][name]:.1f} dB | {result['noise_ceiling_psnr_db'][name]:.1f} dB |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
