@@ -4,6 +4,7 @@ from neonet_ext.transforms.checks import CheckImage, CheckImaged, CheckPatch, Ch
 from neonet_ext.transforms.conditioning import UNCONDITIONAL, ClassContext, ClassContextd
 from neonet_ext.transforms.latents import LoadLatentd, SelectLatentViewd
 from neonet_ext.transforms.masking import UNMASKED, MaskImaged
+from neonet_ext.transforms.tumour_mask import MIN_TUMOUR_VOLUME_ML, CleanTumourLabel, CleanTumourLabeld
 from neonet_ext.transforms.tlcr import TLCR, TLCR_ROI_SIZE, TLCRd, tlcr_window, tumour_bounding_box
 from neonet_ext.transforms.views import PatchView, PatchViewd, patch_views
 
@@ -24,6 +25,9 @@ __all__ = [
     "PatchViewd",
     "patch_views",
     "patch_problem",
+    "MIN_TUMOUR_VOLUME_ML",
+    "CleanTumourLabel",
+    "CleanTumourLabeld",
     "TLCR",
     "TLCR_ROI_SIZE",
     "TLCRd",
