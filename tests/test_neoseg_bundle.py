@@ -253,3 +253,32 @@ def test_evaluate_saves_per_case_metrics(cohort, trained, tmp_path):
     assert set(means) == {"val_mean_dice", "val_liver_dice", "val_tumour_dice", "val_liver_hd95_mm", "val_tumour_hd95_mm"}
     per_case = (tmp_path / "val_tumour_dice_raw.csv").read_text().splitlines()
     assert len(per_case) == 1 + 4 and all(os.fspath(cohort) in line for line in per_case[1:])
+
+
+def _heldout_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("neoseg_evaluate_heldout", BUNDLE / "scripts" / "evaluate_heldout.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_heldout_scoring_counts_a_missed_tumour_on_the_input_grid(tmp_path):
+    script = _heldout_script()
+    affine = np.diag([0.8, 0.8, 5.0, 1.0])
+    label = np.zeros((40, 40, 10), np.uint8)
+    label[5:35, 5:35, 2:8], label[15:20, 15:20, 4:6] = 1, 2
+    files = {}
+    for name, data in (("truth", label), ("perfect", label), ("missed", np.where(label == 2, 1, label).astype(np.uint8))):
+        files[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(data, affine), files[name])
+    perfect = script.score_case(files["perfect"], files["truth"])
+    assert perfect["dice_liver"] == 1.0 and perfect["dice_tumour"] == 1.0 and perfect["hd95_tumour_mm"] == 0.0
+    assert perfect["tumour_in_truth"] and perfect["tumour_found"]
+    missed = script.score_case(files["missed"], files["truth"])
+    assert missed["tumour_in_truth"] and not missed["tumour_found"] and missed["dice_tumour"] == 0.0
+    assert missed["dice_liver"] == pytest.approx(2 * (label == 1).sum() / ((label == 1).sum() + (label > 0).sum()))
+    nib.save(nib.Nifti1Image(label, np.diag([1.0, 1.0, 5.0, 1.0])), tmp_path / "other_grid.nii.gz")
+    with pytest.raises(ValueError, match="other_grid.nii.gz is not on its input's grid"):
+        script.score_case(tmp_path / "other_grid.nii.gz", files["truth"])
