@@ -1,5 +1,6 @@
 """Engines and engine handlers that drive the bundles beyond what MONAI's own provide."""
 
+from neonet_ext.engines.autocast import AutocastInferer, cpu_has_fast_bfloat16
 from neonet_ext.engines.batch_norm import BatchNormRecalibration
 from neonet_ext.engines.case_runner import CaseRunner
 from neonet_ext.engines.classification_report import ClassificationReport
@@ -15,6 +16,7 @@ from neonet_ext.engines.time_limit import TimeLimitHandler
 
 __all__ = [
     "ATTENTION_METHODS",
+    "AutocastInferer",
     "BatchNormRecalibration",
     "CaseRunner",
     "ClassificationReport",
@@ -22,6 +24,7 @@ __all__ = [
     "PNIPredictord",
     "SaveCaseReportd",
     "TimeLimitHandler",
+    "cpu_has_fast_bfloat16",
     "gradcam_target_layer",
     "tumour_volume_ml",
 ]
