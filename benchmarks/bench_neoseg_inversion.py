@@ -1,0 +1,83 @@
+"""What bringing NeoSeg's output back to the input grid costs: probabilities (linear) then argmax, against the
+network grid's argmax resampled by nearest neighbour (before bundle 0.3.0), side by side on the same case.
+
+    .venv/bin/python benchmarks/bench_neoseg_inversion.py [--rounds 5] [--full-size]
+
+The case is synthetic case_000 (seed 0; ``--full-size``: the scanner-size 320x260x80 matrix). Its
+preprocessing and sliding-window forward run once with the shipped weights; then each inversion
+(``Invertd`` on a copy of the network's softmax output, exactly as ``inference.json`` configures it)
+is timed in turn every round, next to the forward pass for scale. Medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import torch
+from monai.bundle import ConfigParser
+from monai.transforms import AsDiscreted, Invertd
+
+from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundles" / "neoseg"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--full-size", action="store_true")
+    args = parser.parse_args()
+    config = SyntheticCohortConfig(shape=(320, 260, 80), inplane_spacing_mm=(1.2, 1.2)) if args.full_size else None
+    case = generate_case(0, 0, config)
+    folder = Path(tempfile.mkdtemp())
+    nib.save(nib.Nifti1Image(case.image, case.affine), folder / "case_000.nii.gz")
+
+    bundle = ConfigParser()
+    bundle.read_config(str(BUNDLE / "configs" / "inference.json"))
+    bundle.update({"bundle_root": str(BUNDLE), "device": "$torch.device('cpu')"})
+    network = bundle.get_parsed_content("network").eval()
+    network.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True))
+    preprocessing, inferer = bundle.get_parsed_content("preprocessing"), bundle.get_parsed_content("inferer")
+    data = preprocessing({"image": str(folder / "case_000.nii.gz")})
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return torch.softmax(inferer(data["image"][None], network)[0], 0)
+
+    probabilities = forward()
+
+    def invert(nearest_labels: bool) -> None:
+        item = {**data, "pred": probabilities.clone()}
+        item["pred"].applied_operations = list(data["image"].applied_operations)
+        if nearest_labels:
+            item = AsDiscreted("pred", argmax=True)(item)
+        item = Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=nearest_labels, to_tensor=True)(item)
+        if not nearest_labels:
+            AsDiscreted("pred", argmax=True)(item)
+
+    steps = {"forward (sliding window)": forward, "labels, nearest (old)": lambda: invert(True),
+             "probabilities, linear, then argmax": lambda: invert(False)}
+    for step in steps.values():
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    print(f"case_000 (seed 0), {'x'.join(map(str, case.image.shape))} voxels; network grid "
+          f"{'x'.join(map(str, probabilities.shape[1:]))}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"medians of {args.rounds}")
+    print("| step | seconds |\n| --- | --- |")
+    for name, values in times.items():
+        print(f"| {name} | {statistics.median(values):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
