@@ -19,7 +19,6 @@ It also prints what building the cache costs per patch (all views) and per entry
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
+from _common import median_times_in_turn
 from neonet_ext.generative import ControlNetTrainingInferer, LatentDiffusionPrepareBatch
 from neonet_ext.networks import PattenNetFromLatents
 from neonet_ext.transforms import TLCR_ROI_SIZE, SelectLatentViewd
@@ -151,19 +151,13 @@ def main() -> None:
         "NeoGen diffusion UNet": neogen_steps(controlnet=False),
         "NeoGen ControlNet": neogen_steps(controlnet=True),
     }
-    times = {(stage, mode): [] for stage, steps in stages.items() for mode in steps}
-    for stage, steps in stages.items():  # warm-up
-        for step in steps.values():
-            step()
-    for _ in range(args.rounds):
-        for stage, steps in stages.items():
-            for mode, step in steps.items():
-                times[stage, mode].append(timed(step))
+    medians = median_times_in_turn(
+        {f"{stage}|{mode}": step for stage, steps in stages.items() for mode, step in steps.items()}, args.rounds)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds, medians")
     print("| stage | update through the encoder | update on cached latents | speed-up |")
     print("| --- | --- | --- | --- |")
     for stage in stages:
-        full, cached = (statistics.median(times[stage, mode]) for mode in ("through the encoder", "on cached latents"))
+        full, cached = (medians[f"{stage}|{mode}"] for mode in ("through the encoder", "on cached latents"))
         print(f"| {stage} | {full * 1000:.0f} ms | {cached * 1000:.0f} ms | {full / cached:.1f}x |")
     per_patch, per_entry = cache_build_cost(args.views)
     print(f"building the NeoCls cache: {per_patch:.2f} s a patch ({args.views} views, 2 channels), "

@@ -12,9 +12,7 @@ is timed in turn every round, next to the forward pass for scale. Medians.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -22,6 +20,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.transforms import AsDiscreted, Invertd
 
+from _common import median_times_in_turn
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,20 +62,13 @@ def main() -> None:
 
     steps = {"forward (sliding window)": forward, "labels, nearest (old)": lambda: invert(True),
              "probabilities, linear, then argmax": lambda: invert(False)}
-    for step in steps.values():
-        step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
+    medians = median_times_in_turn(steps, args.rounds)
     print(f"case_000 (seed 0), {'x'.join(map(str, case.image.shape))} voxels; network grid "
           f"{'x'.join(map(str, probabilities.shape[1:]))}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"medians of {args.rounds}")
     print("| step | seconds |\n| --- | --- |")
-    for name, values in times.items():
-        print(f"| {name} | {statistics.median(values):.3f} |")
+    for name, seconds in medians.items():
+        print(f"| {name} | {seconds:.3f} |")
 
 
 if __name__ == "__main__":

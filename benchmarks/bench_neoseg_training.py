@@ -15,14 +15,13 @@ Modes are timed in turn every round; medians.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SimpleInferer
 
+from _common import median_times_in_turn
 from neonet_ext.engines import AutocastInferer, cpu_has_fast_bfloat16
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,15 +58,7 @@ def main() -> None:
             dataset[i % len(dataset)]
 
     steps = {"data (random part of a batch)": data, **{name: (lambda i=i: update(i)) for name, i in inferers.items()}}
-    for step in steps.values():  # warm-up
-        step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = median_times_in_turn(steps, args.rounds)
     print(f"{args.network}: batch of {batch_size} volumes x {num_samples} patches of {'x'.join(map(str, patch_size))}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bfloat16: {cpu_has_fast_bfloat16()}; "
           f"medians of {args.rounds} rounds")

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from neonet_ext.data.patches import stratified_folds
 from neonet_ext.study import ABLATIONS, BASELINES, PATTENNET, load_profile, plan_cells
-from neonet_ext.study.report import StudyResults, write_report
+from neonet_ext.study.report import write_report
 from neonet_ext.study.statistics import auc, cross_validated_auc, holm, paired_bootstrap_test
 
 
