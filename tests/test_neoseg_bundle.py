@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -241,6 +243,29 @@ def test_inference_skips_bad_cases_and_fails_at_the_end(cohort, trained, tmp_pat
     assert seg.shape == (16, 16, 5) and not np.asarray(seg.dataobj).any()
     leftovers = [p for p in out.rglob("*") if p.name.startswith(".")]
     assert not leftovers and not (out / "nan").exists() and not (out / "truncated").exists()
+
+
+def test_rerun_keeps_the_cases_done_and_outputs_are_named_after_the_case(cohort, trained, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(cohort / "imagesTr" / "case_000.nii.gz", inputs / "UPPER.NII.GZ")
+    shutil.copy(cohort / "imagesTr" / "case_001.nii.gz", inputs / "lower.nii.gz")
+    out = tmp_path / "out"
+    args = ["--dataset_dir", str(inputs), "--output_dir", str(out), "--checkpoint", str(trained), "--patch_size", "[32,32,16]"]
+    bundle_run(["inference.json"], *args)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["UPPER", "lower"]
+    assert (out / "UPPER" / "UPPER_seg.nii.gz").is_file()
+    rows = {r["case"]: r for r in csv.DictReader(io.StringIO((out / "cases.csv").read_text()))}
+    labels = np.asarray(nib.load(out / "lower" / "lower_seg.nii.gz").dataobj)
+    voxel_ml = float(np.prod(nib.load(inputs / "lower.nii.gz").header.get_zooms()[:3])) / 1000
+    assert float(rows["lower"]["liver_volume_ml"]) == pytest.approx((labels > 0).sum() * voxel_ml, rel=1e-4)
+
+    shutil.copy(cohort / "imagesTr" / "case_002.nii.gz", inputs / "lower.nii.gz")  # a changed input
+    rerun = bundle_run(["inference.json"], *args)
+    assert "[1/2] UPPER: done by an earlier run with the same input and weights; kept" in rerun.stdout
+    assert "[2/2] lower: done in" in rerun.stdout
+    other_grid = bundle_run(["inference.json"], *args, "--spacing", "[2.5, 2.5, 3.0]")
+    assert "kept" not in other_grid.stdout.split("cases written")[0]
 
 
 def test_evaluate_saves_per_case_metrics(cohort, trained, tmp_path):

@@ -113,22 +113,6 @@ def test_label_volume_uses_the_voxel_size():
     assert label_volume_ml(label.as_tensor(), 2) == pytest.approx(0.01)
 
 
-def test_case_runner_table_has_a_row_per_case_with_errors(tmp_path):
-    def post(d):
-        if d["case_id"] == "bad":
-            raise ValueError("broken")
-        return {**d, "score": 0.1234567}
-
-    runner = CaseRunner([{"case_id": "a", "image": "a.nii"}, {"case_id": "bad", "image": "bad.nii"}], lambda d: d,
-                        None, None, post, tmp_path, saved_keys=(), case_flags={"score": lambda d: d["score"]},
-                        output_table="table.csv")
-    with pytest.raises(SystemExit, match="1 of 2 cases failed"):
-        runner.run()
-    rows = list(csv.DictReader(io.StringIO((tmp_path / "table.csv").read_text())))
-    assert rows[0] == {"case": "a", "score": "0.123457", "error": ""}
-    assert rows[1]["case"] == "bad" and rows[1]["score"] == "" and "bad.nii: broken" in rows[1]["error"]
-
-
 def test_attention_share_has_known_answers():
     tumour = np.zeros((20, 20, 10), bool)
     tumour[8:12, 8:12, 4:6] = True

@@ -10,6 +10,7 @@ from neonet_ext.engines.pni import (
     PNIPredictord,
     SaveCaseReportd,
     gradcam_target_layer,
+    liver_volume_ml,
     tumour_volume_ml,
 )
 from neonet_ext.engines.time_limit import TimeLimitHandler
@@ -26,5 +27,6 @@ __all__ = [
     "TimeLimitHandler",
     "cpu_has_fast_bfloat16",
     "gradcam_target_layer",
+    "liver_volume_ml",
     "tumour_volume_ml",
 ]

@@ -23,6 +23,7 @@ from monai.visualize import GradCAM
 from neonet_ext.labels import LIVER, TUMOUR
 from neonet_ext.metrics import attention_share, label_volume_ml
 from neonet_ext.networks.nets.pattennet import upsample_attention_map
+from neonet_ext.utils.writers import case_output_name
 
 __all__ = [
     "ATTENTION_METHODS",
@@ -46,6 +47,15 @@ def tumour_volume_ml(case: Mapping[Hashable, torch.Tensor], seg_key: str = "pred
     if isinstance(case.get(mask_key), torch.Tensor):
         return label_volume_ml(case[mask_key][1:], 1)
     return None
+
+
+def liver_volume_ml(case: Mapping[Hashable, torch.Tensor], seg_key: str = "pred") -> float | None:
+    """Volume in ml of the segmented liver, tumour included (the organ), from the case's label map
+    ``seg_key``; None when the case has no label map (a run on precomputed patches)."""
+    seg = case.get(seg_key)
+    if not isinstance(seg, torch.Tensor):
+        return None
+    return label_volume_ml(seg, LIVER) + label_volume_ml(seg, TUMOUR)
 
 
 def _has_spatial_attention(network: nn.Module) -> bool:
@@ -249,9 +259,10 @@ class SaveCaseReportd(MapTransform):
     crop) with the segmentation from ``mask_key`` ((2, X, Y, Z) liver-or-tumour and tumour
     masks), the two TLCR channels of ``keys``, the attention map and the probability.
     Without the crop or the masks it falls back to the patch's channel 0 and its non-zero
-    voxels. Written atomically beside the attention map, named as ``SaveImaged`` names it
-    (``output_dir/<case>/<case>_report.png``, from the attention map's ``filename_or_obj``);
-    the path goes into ``report_key``.
+    voxels. Written atomically beside the attention map, named as
+    :func:`~neonet_ext.utils.writers.case_output_name` names the case's other outputs
+    (``output_dir/<case>/<case>_report.png``, from the attention map's meta data); the path
+    goes into ``report_key``.
 
     Args:
         keys: the patch key (one).
@@ -301,8 +312,8 @@ class SaveCaseReportd(MapTransform):
             attention = d.get(self.attention_key)
             probability = d.get(self.probability_key)
             case = str(d.get(self.case_key, "case"))
-            source = attention.meta.get(ImageMetaKey.FILENAME_OR_OBJ) if isinstance(attention, MetaTensor) else None
-            base = create_file_basename("report", source or f"{case}.nii.gz", self.output_dir, makedirs=True)
+            meta = attention.meta if isinstance(attention, MetaTensor) else {ImageMetaKey.FILENAME_OR_OBJ: f"{case}.nii.gz"}
+            base = create_file_basename("report", case_output_name(meta)["subject"], self.output_dir, makedirs=True)
             path = Path(f"{base}.png")
             save_case_report(
                 image,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
-__all__ = ["atomic_path", "atomic_write", "file_sha1"]
+__all__ = ["atomic_path", "atomic_write", "file_sha1", "input_sha1"]
 
 
 def _umask() -> int:
@@ -53,11 +53,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     return Path(path)
 
 
-
 def file_sha1(path: str | os.PathLike) -> str:
     """Hex SHA-1 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha1()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def input_sha1(path: str | os.PathLike) -> str:
+    """Hex SHA-1 of an input: a file's bytes, or for a folder (a DICOM series) the names and bytes
+    of the files directly in it, hidden ones aside, in name order."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha1(path)
+    digest = hashlib.sha1()
+    for entry in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+        digest.update(f"{entry.name}:{file_sha1(entry)};".encode())
     return digest.hexdigest()
