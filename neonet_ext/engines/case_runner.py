@@ -32,7 +32,7 @@ from neonet_ext.data.patches import PATH_KEYS, relative_to_folder
 from neonet_ext.utils.io import atomic_write, file_sha1, input_sha1
 from neonet_ext.utils.writers import CASE_ID_META_KEY
 
-__all__ = ["CaseRunner", "INPUT_SHA1_KEY", "RUN_SHA1_KEY"]
+__all__ = ["INPUT_SHA1_KEY", "RUN_SHA1_KEY", "CaseRunner"]
 
 #: Output datalist keys identifying what a case's outputs were made from: its input's bytes, and the
 #: weights and settings of the run. A re-run skips a case whose two values are unchanged.

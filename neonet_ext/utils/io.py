@@ -9,7 +9,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-
 __all__ = ["atomic_path", "atomic_write", "file_sha1", "input_sha1"]
 
 

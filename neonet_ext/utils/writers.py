@@ -12,7 +12,7 @@ from monai.utils import ImageMetaKey
 
 from neonet_ext.utils.io import atomic_path
 
-__all__ = ["AtomicNibabelWriter", "CASE_ID_META_KEY", "case_name", "case_output_name"]
+__all__ = ["CASE_ID_META_KEY", "AtomicNibabelWriter", "case_name", "case_output_name"]
 
 #: Meta-data key under which :class:`~neonet_ext.engines.CaseRunner` puts the case id of an image; every
 #: array derived from it (prediction, patches, attention) carries it along with the rest of the meta data.
