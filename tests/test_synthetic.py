@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from neonet_ext.data import synthetic
 from neonet_ext.data.synthetic import (
     IMAGING_SIGNS,
     SyntheticCohortConfig,
+    cohort,
     generate_case,
     main,
     oracle_auc,
@@ -300,14 +300,14 @@ def test_failed_write_leaves_existing_files_intact(tiny_cohort, tmp_path, monkey
 
 
 def test_failed_case_leaves_no_partial_cohort(tmp_path, monkeypatch):
-    real = synthetic.generate_case
+    real = cohort.generate_case
 
     def fail_on_second(index, *args, **kwargs):
         if index == 1:
             raise RuntimeError("boom")
         return real(index, *args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "generate_case", fail_on_second)
+    monkeypatch.setattr(cohort, "generate_case", fail_on_second)  # where write_cohort looks it up
     out = tmp_path / "partial"
     with pytest.raises(RuntimeError, match="boom"):
         write_cohort(out, 3, seed=0, config=TINY, verbose=False)

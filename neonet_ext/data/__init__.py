@@ -42,8 +42,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Lazy, so that `python -m neonet_ext.data.synthetic` does not find its own module
-    # already imported by the package (runpy warns about that).
+    # Lazy: a name imports its module on first use, so importing the package does not pull in
+    # torch and MONAI (latent cache, discovery) or the generator's scipy and nibabel.
     if name in __all__:
         modules = {**dict.fromkeys(_DISCOVERY, "discovery"), **dict.fromkeys(_LATENT_CACHE, "latent_cache"),
                    **dict.fromkeys(_PATCHES, "patches")}
