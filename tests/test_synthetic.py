@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import pytest
 from scipy import ndimage
 
 from neonet_ext.data.synthetic import (
+    GENERATOR_VERSION,
     IMAGING_SIGNS,
     SyntheticCohortConfig,
     cohort,
@@ -67,6 +69,25 @@ def test_same_arguments_give_byte_identical_files(tiny_cohort, tmp_path):
     assert set(second) == expected
     for name in expected:
         assert first[name] == second[name], name
+
+
+#: Digest of the tiny cohort (voxels, dtypes, affines, cohort.csv) as generator 1.0.0 writes it: pinned so
+#: that a refactoring that changes any voxel fails here (and a deliberate change bumps GENERATOR_VERSION).
+TINY_COHORT_SHA1 = "b71df3d222678db487be53320c0346adb1b4c911"
+
+
+def test_generator_output_is_pinned(tiny_cohort):
+    digest = hashlib.sha1()
+    for path in sorted(tiny_cohort.rglob("*.nii.gz")):
+        image = nib.load(path)
+        voxels = np.asarray(image.dataobj)
+        digest.update(path.name.encode())
+        digest.update(str(voxels.dtype).encode())
+        digest.update(voxels.tobytes())
+        digest.update(np.asarray(image.affine, np.float64).tobytes())
+    digest.update((tiny_cohort / "cohort.csv").read_bytes())
+    assert GENERATOR_VERSION == "1.0.0"
+    assert digest.hexdigest() == TINY_COHORT_SHA1
 
 
 def test_gzip_headers_carry_no_time_or_name(tiny_cohort):
