@@ -20,7 +20,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, LoadImaged
 
 from neonet_ext.data import datalist_from, describe_case_error, find_cases
-from neonet_ext.transforms import CheckImage, CheckImaged, image_problem
+from neonet_ext.transforms import CheckImage, CheckImaged, LoadScand, image_problem
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -38,8 +38,8 @@ def volume(shape=(12, 10, 8), seed=0) -> np.ndarray:
 
 
 def load_and_check():
-    """The documented loading: no reader argument, so NIfTI files and DICOM folders both load."""
-    return Compose([LoadImaged("image", ensure_channel_first=True), CheckImaged("image")])
+    """NeoSeg's loading: NIfTI files, and DICOM folders read as their one checked image series."""
+    return Compose([LoadScand("image"), CheckImaged("image")])
 
 
 # ----------------------------------------------------------------- the bad-input corpus
@@ -50,8 +50,8 @@ CORPUS = {
     "ct_series": None,
     "truncated": "Compressed file ended",
     "text": "not a gzip file",
-    "truncated_series": "no DICOMs",
-    "garbage_series": "no DICOMs",
+    "truncated_series": "pixel data is less than expected",
+    "garbage_series": "no DICOM image series in this folder; it holds IM0001.dcm: unreadable DICOM",
     "flat": "expected a single 3D volume, got a 2D image",
     "one_slice": "expected a single 3D volume, got a 2D image",
     "one_slice_series": "expected a single 3D volume, got a 2D image",
@@ -182,7 +182,7 @@ def test_folder_without_images_says_what_was_looked_for(tmp_path):
 def test_loose_dicom_files_ask_for_a_subfolder(tmp_path):
     for f in CT_SERIES.iterdir():
         shutil.copy(f, tmp_path)
-    with pytest.raises(ValueError, match=r"holds no images.*5 DICOM file\(s\).*own subfolder"):
+    with pytest.raises(ValueError, match=r"holds no images.*5 DICOM file\(s\).*must be in a subfolder"):
         find_cases(tmp_path)
 
 

@@ -223,6 +223,7 @@ def test_inference_skips_bad_cases_and_fails_at_the_end(cohort, trained, tmp_pat
     nib.save(nib.Nifti1Image(nan_image, np.eye(4)), inputs / "nan.nii.gz")
     series = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests" / "98892001" / "CT5N"
     shutil.copytree(series, inputs / "ct_series")
+    shutil.copytree(series.parents[1] / "98892003" / "MR2", inputs / "three_series")
     # an all-zero network predicts background everywhere: no tumour is found
     zero = {k: torch.zeros_like(v) for k, v in torch.load(trained, map_location="cpu", weights_only=True).items()}
     torch.save(zero, tmp_path / "zero.pt")
@@ -232,8 +233,14 @@ def test_inference_skips_bad_cases_and_fails_at_the_end(cohort, trained, tmp_pat
         "--checkpoint", str(tmp_path / "zero.pt"), "--patch_size", "[32,32,16]", check=False,
     )
     assert result.returncode != 0
-    assert "2 of 4 cases failed" in result.stderr
+    assert "3 of 5 cases failed" in result.stderr
     assert f"{inputs / 'truncated.nii.gz'}:" in result.stderr and f"{inputs / 'nan.nii.gz'}: non-finite" in result.stderr
+    assert f"{inputs / 'three_series'}: 3 image series in one folder" in result.stderr
+    rows = {r["case"]: r for r in csv.DictReader(io.StringIO((out / "cases.csv").read_text()))}
+    ct_uid = pydicom.dcmread(next(series.iterdir()), stop_before_pixels=True).SeriesInstanceUID
+    assert rows["ct_series"]["series_uid"] == ct_uid and rows["ct_series"]["error"] == ""
+    assert rows["ct_series"]["input_warnings"] == "only 5 slices: the liver may not fit in the volume"
+    assert "3 image series" in rows["three_series"]["error"] and rows["three_series"]["liver_volume_ml"] == ""
     entries = {e["case_id"]: e for e in load_patch_datalist(out / "patches.json")}
     assert sorted(entries) == ["ct_series", "good"]
     for entry in entries.values():
@@ -243,6 +250,7 @@ def test_inference_skips_bad_cases_and_fails_at_the_end(cohort, trained, tmp_pat
     assert seg.shape == (16, 16, 5) and not np.asarray(seg.dataobj).any()
     leftovers = [p for p in out.rglob("*") if p.name.startswith(".")]
     assert not leftovers and not (out / "nan").exists() and not (out / "truncated").exists()
+    assert not (out / "three_series").exists()
 
 
 def test_rerun_keeps_the_cases_done_and_outputs_are_named_after_the_case(cohort, trained, tmp_path):

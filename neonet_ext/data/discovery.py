@@ -1,14 +1,14 @@
 """Datalists of the images to process: a folder of NIfTI files or DICOM series, or a Decathlon JSON.
 
-Each item is ``{"image": <absolute path>, "case_id": <name>}``, ready for::
+Each item is ``{"image": <absolute path>, "case_id": <name>}``, ready for
+:class:`~neonet_ext.transforms.LoadScand`, which reads a NIfTI file with nibabel and a
+DICOM folder as the one image series it holds (or the one an item's ``"series"``
+names), after checking the series' geometry (:mod:`neonet_ext.data.dicom`).
 
-    LoadImaged("image", ensure_channel_first=True)
-
-MONAI picks its reader per item: ``NibabelReader`` for ``.nii``/``.nii.gz`` files and,
-for a folder, ``ITKReader``, which reads the folder as one DICOM series (the first
-series when it holds several, with a warning). No ``reader`` argument is needed, and
-none should be given: ``reader="ITKReader"`` would also read NIfTI, but cannot read
-NIfTI-2 and reads orientation differently from nibabel.
+DICOM folders are found at any depth below the dataset folder (``patient/study/series``
+as a CD export lays them out, with or without a ``DICOMDIR``): each folder that directly
+holds DICOM files is a case, named by its path below the dataset folder with ``_`` for
+the separators (``patient_study_series``).
 """
 
 from __future__ import annotations
@@ -21,18 +21,16 @@ from typing import Any
 
 from monai.data import MetaTensor, load_decathlon_datalist
 
+from neonet_ext.data.dicom import is_dicom_file
 from neonet_ext.transforms.utils import source_name
 
-__all__ = ["NIFTI_SUFFIXES", "find_cases", "datalist_from", "describe_case_error"]
+__all__ = ["NIFTI_SUFFIXES", "datalist_from", "describe_case_error", "find_cases"]
 
 #: File name endings of NIfTI images (matched case-insensitively).
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 # Side files that often sit beside images (sidecars, clinical tables, notes).
 _IGNORED_SUFFIXES = (".json", ".csv", ".txt")
-
-_DICOM_MAGIC_OFFSET = 128
-
 
 def _nifti_case_id(name: str) -> str | None:
     lower = name.lower()
@@ -42,23 +40,15 @@ def _nifti_case_id(name: str) -> str | None:
     return None
 
 
-def _is_dicom_file(path: Path) -> bool:
-    """A ``.dcm`` suffix or the ``DICM`` magic after the 128-byte preamble."""
-    if path.suffix.lower() == ".dcm":
-        return True
-    try:
-        with open(path, "rb") as f:
-            f.seek(_DICOM_MAGIC_OFFSET)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def _holds_dicom(folder: Path) -> bool:
-    with os.scandir(folder) as entries:
-        return any(
-            not e.name.startswith(".") and e.is_file() and _is_dicom_file(Path(e.path)) for e in entries
-        )
+def _dicom_folders(folder: Path) -> list[Path]:
+    """``folder`` and the folders below it that directly hold DICOM files (a ``DICOMDIR`` index alone does not count)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        names = sorted(f for f in files if not f.startswith(".") and f.upper() != "DICOMDIR")
+        if any(is_dicom_file(Path(root) / f) for f in names):
+            found.append(Path(root))
+    return found
 
 
 def _check_unique(items: list[dict], source: str, hint: str = "") -> None:
@@ -76,11 +66,11 @@ def _check_unique(items: list[dict], source: str, hint: str = "") -> None:
 def find_cases(dataset_dir: str | os.PathLike, image_key: str = "image") -> list[dict[str, str]]:
     """The cases of a folder: its NIfTI files and its subfolders of DICOM files.
 
-    Only the folder's own entries are looked at. A NIfTI file (``.nii``, ``.nii.gz``) is a
-    case named by its file name less the suffix; a subfolder holding at least one DICOM
-    file (``.dcm`` suffix, or the ``DICM`` magic at byte 128) is a case, one series,
-    named by the subfolder. Hidden entries and ``.json``/``.csv``/``.txt`` files are
-    ignored; other entries are skipped with a warning that names them.
+    A NIfTI file (``.nii``, ``.nii.gz``, any case) directly in the folder is a case named
+    by its file name less the suffix; a subfolder, at any depth, that directly holds DICOM
+    files (``.dcm`` suffix, or the ``DICM`` magic at byte 128) is a case named by its path
+    below the folder (``patient_study_series``). Hidden entries and ``.json``/``.csv``/``.txt``
+    files are ignored; other entries are skipped with a warning that names them.
 
     Args:
         dataset_dir: the folder.
@@ -109,28 +99,30 @@ def find_cases(dataset_dir: str | os.PathLike, image_key: str = "image") -> list
         if name.startswith("."):
             continue
         if path.is_dir():
-            if _holds_dicom(path):
-                items.append({image_key: str(path), "case_id": name})
-            else:
+            series_folders = _dicom_folders(path)
+            for series_folder in series_folders:
+                case_id = "_".join(series_folder.relative_to(folder).parts)
+                items.append({image_key: str(series_folder), "case_id": case_id})
+            if not series_folders:
                 skipped.append(f"{name}/")
         elif (case_id := _nifti_case_id(name)) is not None:
             items.append({image_key: str(path), "case_id": case_id})
         elif name.lower().endswith(_IGNORED_SUFFIXES):
             continue
-        elif _is_dicom_file(path):
+        elif is_dicom_file(path):
             loose_dicom.append(name)
         else:
             skipped.append(name)
 
     if loose_dicom:
         skipped.append(
-            f"{len(loose_dicom)} DICOM file(s) such as {loose_dicom[0]} (a DICOM series must be in its own subfolder)"
+            f"{len(loose_dicom)} DICOM file(s) such as {loose_dicom[0]} (a DICOM series must be in a subfolder)"
         )
     if not items:
         found = f"; it holds only: {', '.join(skipped)}" if skipped else " (it is empty)"
         raise ValueError(
             f"Dataset folder {folder} holds no images: looked for NIfTI files "
-            f"({', '.join(NIFTI_SUFFIXES)}) and subfolders of DICOM files (one series a subfolder){found}."
+            f"({', '.join(NIFTI_SUFFIXES)}) and subfolders (at any depth) of DICOM files{found}."
         )
     if skipped:
         warnings.warn(f"Dataset folder {folder}: skipped {', '.join(skipped)}.", stacklevel=2)

@@ -281,7 +281,7 @@ class CaseRunner:
             rows.append(self._row(name, entry))
             self._write_tables(entries, rows, pending(i))
             flags = "".join(f", {k}={v:.3f}" if isinstance(v, float) else f", {k}={v}"
-                            for k, v in entry.items() if k in self.case_flags)
+                            for k, v in entry.items() if k in self.case_flags and v not in (None, ""))
             print(f"[{i}/{n}] {name}: done in {time.perf_counter() - start:.1f} s{flags}", flush=True)
 
         self._write_tables(entries, rows)

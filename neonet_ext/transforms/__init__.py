@@ -3,6 +3,7 @@
 from neonet_ext.transforms.checks import CheckImage, CheckImaged, CheckPatch, CheckPatchd, image_problem, patch_problem
 from neonet_ext.transforms.conditioning import UNCONDITIONAL, ClassContext, ClassContextd
 from neonet_ext.transforms.latents import LoadLatentd, SelectLatentViewd
+from neonet_ext.transforms.loading import INPUT_WARNINGS, LoadScan, LoadScand, scan_meta
 from neonet_ext.transforms.masking import UNMASKED, MaskImaged
 from neonet_ext.transforms.tumour_mask import MIN_TUMOUR_VOLUME_ML, CleanTumourLabel, CleanTumourLabeld
 from neonet_ext.transforms.tlcr import TLCR, TLCR_ROI_SIZE, TLCRd, tlcr_window, tumour_bounding_box
@@ -17,7 +18,11 @@ __all__ = [
     "CheckPatch",
     "CheckPatchd",
     "image_problem",
+    "INPUT_WARNINGS",
     "LoadLatentd",
+    "LoadScan",
+    "LoadScand",
+    "scan_meta",
     "MaskImaged",
     "UNMASKED",
     "SelectLatentViewd",
