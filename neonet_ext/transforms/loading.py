@@ -81,10 +81,11 @@ class LoadScan(Transform):
 
 def _is_media_directory(path: Path) -> bool:
     import pydicom
+    from pydicom.errors import InvalidDicomError
 
     try:
         meta = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta
-    except (OSError, ValueError, EOFError):  # an unreadable file is the reader's to report
+    except (InvalidDicomError, OSError, ValueError, EOFError):  # an unreadable file is the reader's to report
         return False
     return str(getattr(meta, "MediaStorageSOPClassUID", "")) == "1.2.840.10008.1.3.10"
 
