@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib
@@ -85,6 +86,7 @@ def save_case_report(
     path: str | os.PathLike,
     dpi: int = 110,
     attention_shares: tuple[float | None, float | None] = (None, None),
+    refusal: str | None = None,
 ) -> None:
     """One page per case that a person can read without a viewer.
 
@@ -104,6 +106,7 @@ def save_case_report(
         attention_shares: the share of the attention mass within the tumour and its 10 mm rim, and the
             share of the patch that region takes (:func:`neonet_ext.metrics.attention_share`); written
             under the map when given.
+        refusal: why the case got no probability (the input gate's reasons), said on the page.
     """
     fig, axes = plt.subplots(2, 3, figsize=(10.5, 6.6))
     tumour = np.argwhere(label == TUMOUR)
@@ -115,8 +118,13 @@ def save_case_report(
     _show(axes[0, 1], _coronal(image, centre[1]), _coronal(label, centre[1]), sz / sx, vmin, vmax)
     axes[0, 1].set_title(f"coronal y={centre[1]}", fontsize=8)
     axes[0, 2].axis("off")
-    verdict = "no tumour found:\nno PNI prediction" if probability is None else f"PNI probability\n{probability:.3f}"
-    axes[0, 2].text(0.0, 0.6, verdict, fontsize=20 if probability is not None else 14, va="center")
+    if probability is not None:
+        verdict, size = f"PNI probability\n{probability:.3f}", 20
+    elif refusal:
+        verdict, size = "no PNI prediction:\n" + "\n".join(textwrap.wrap(refusal, 34)), 10
+    else:
+        verdict, size = "no tumour found:\nno PNI prediction", 14
+    axes[0, 2].text(0.0, 0.6, verdict, fontsize=size, va="center")
     axes[0, 2].text(0.0, 0.15, "research use only,\nnot for clinical decisions", fontsize=8, color="0.4")
     z = patch.shape[-1] // 2
     for c, name in enumerate(("TLCR ch0: liver+tumour", "TLCR ch1: tumour")):

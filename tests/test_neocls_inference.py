@@ -76,13 +76,16 @@ def test_chain_writes_probabilities_and_per_case_files(chain):
     table = read_table(out / "predictions.csv")
     assert sorted(table) == ["broken", "case_000", "case_001", "ct_series"]
     series = table["ct_series"]
-    assert series["error"] == ""
+    assert series["error"] == "" and series["pni_probability"] == ""  # refused, not failed: a CT has no PNI probability
+    assert series["refused"].startswith("modality CT, not MR; segmented liver of")
+    assert series["series_description"] == "SmartScore - Gated 0.5 sec"
     assert (out / "ct_series" / "ct_series_report.png").is_file() and (out / "ct_series" / "ct_series_seg.nii.gz").is_file()
     assert "broken.nii.gz" in table["broken"]["error"] and "broken.nii.gz" in log
     probabilities = []
     for case in ("case_000", "case_001"):
         row = table[case]
-        assert row["error"] == "" and row["tumour_found"] == "True" and float(row["tumour_volume_ml"]) > 0.5
+        assert row["error"] == "" and row["refused"] == "" and row["tumour_found"] == "True" and float(row["tumour_volume_ml"]) > 0.5
+        assert 250 < float(row["liver_volume_ml"]) < 4000 and float(row["tumour_rim_in_liver"]) > 0.9
         probabilities.append(float(row["pni_probability"]))
         files = sorted(p.name for p in (out / case).iterdir())
         assert files == [f"{case}_{s}" for s in ("attention.nii.gz", "report.png", "seg.nii.gz", "tlcr.nii.gz",
@@ -103,8 +106,10 @@ def test_precomputed_patches_give_the_chains_probabilities(chain, checkpoint, tm
     infer("--patches_file", str(out / "cases.json"), "--checkpoint", str(checkpoint), "--output_dir", str(tmp_path))
     from_volume, from_patch = read_table(out / "predictions.csv"), read_table(tmp_path / "predictions.csv")
     assert sorted(from_patch) == ["case_000", "case_001", "ct_series"]
+    assert from_patch["ct_series"]["pni_probability"] == "" and "segmented liver of 1 ml" in from_patch["ct_series"]["refused"]
     for case, row in from_patch.items():
-        assert abs(float(row["pni_probability"]) - float(from_volume[case]["pni_probability"])) < 1e-4
+        if case != "ct_series":
+            assert abs(float(row["pni_probability"]) - float(from_volume[case]["pni_probability"])) < 1e-4
         assert row["tumour_volume_ml"] == from_volume[case]["tumour_volume_ml"]  # from NeoSeg's whole segmentation
         assert sorted(p.name for p in (tmp_path / case).iterdir()) == [f"{case}_attention.nii.gz", f"{case}_report.png"]
 

@@ -4,6 +4,7 @@ from neonet_ext.engines.autocast import AutocastInferer, cpu_has_fast_bfloat16
 from neonet_ext.engines.batch_norm import BatchNormRecalibration
 from neonet_ext.engines.case_runner import CaseRunner
 from neonet_ext.engines.classification_report import ClassificationReport
+from neonet_ext.engines.input_gate import InputGated, tumour_rim_in_liver
 from neonet_ext.engines.pni import (
     ATTENTION_METHODS,
     PNIPredictor,
@@ -21,6 +22,7 @@ __all__ = [
     "BatchNormRecalibration",
     "CaseRunner",
     "ClassificationReport",
+    "InputGated",
     "PNIPredictor",
     "PNIPredictord",
     "SaveCaseReportd",
@@ -28,5 +30,6 @@ __all__ = [
     "cpu_has_fast_bfloat16",
     "gradcam_target_layer",
     "liver_volume_ml",
+    "tumour_rim_in_liver",
     "tumour_volume_ml",
 ]

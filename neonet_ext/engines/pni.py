@@ -187,7 +187,8 @@ class PNIPredictord(MapTransform):
     loaded from files, whose names are the patches'). A case has no tumour when its
     ``mask_key`` tumour channel (channel 1) is empty, or, without masks, when the patch's
     tumour channel is all zero: a classifier trained on tumour patches says nothing about
-    an empty one.
+    an empty one. A case whose ``refusal_key`` holds a reason (:class:`~neonet_ext.engines.InputGated`)
+    gets no probability either.
 
     It also says where the map looks: ``attention_share_key`` is the share of the map's mass
     within the tumour and a ``rim_mm`` rim around it, ``region_share_key`` the share of the patch
@@ -214,8 +215,10 @@ class PNIPredictord(MapTransform):
         attention_share_key: str = "attention_in_tumour_rim",
         region_share_key: str = "tumour_rim_share",
         rim_mm: float = 10.0,
+        refusal_key: str = "refused",
     ) -> None:
         super().__init__(keys)
+        self.refusal_key = refusal_key
         self.attention_share_key = attention_share_key
         self.region_share_key = region_share_key
         self.rim_mm = rim_mm
@@ -234,7 +237,8 @@ class PNIPredictord(MapTransform):
             patch = d[key]
             tumour = d[self.mask_key][1] if self.mask_key in d else patch[1]
             found = bool(tumour.any())
-            probability, attention = self.predictor(patch) if found else (None, None)
+            scored = found and not d.get(self.refusal_key)
+            probability, attention = self.predictor(patch) if scored else (None, None)
             if attention is None:
                 attention = torch.zeros((1, *patch.shape[1:]), dtype=torch.float32)
             meta = dict(patch.meta) if isinstance(patch, MetaTensor) else {}  # the patch's affine included
@@ -281,8 +285,10 @@ class SaveCaseReportd(MapTransform):
         report_key: str = "report",
         attention_share_key: str = "attention_in_tumour_rim",
         region_share_key: str = "tumour_rim_share",
+        refusal_key: str = "refused",
     ) -> None:
         super().__init__(keys)
+        self.refusal_key = refusal_key
         self.attention_share_key = attention_share_key
         self.region_share_key = region_share_key
         self.output_dir = Path(output_dir)
@@ -325,6 +331,7 @@ class SaveCaseReportd(MapTransform):
                 case,
                 path,
                 attention_shares=(d.get(self.attention_share_key), d.get(self.region_share_key)),
+                refusal=d.get(self.refusal_key) or None,
             )
             d[self.report_key] = str(path)
         return d

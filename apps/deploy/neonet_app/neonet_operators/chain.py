@@ -6,8 +6,8 @@ with ``monai.bundle.ConfigParser`` (it loads the NeoSeg bundle's own config and 
 provides the pre-processing, the sliding-window inference, the post-processing (TLCR, PattenNet,
 the per-case files, the report page) and the per-case values. The only difference from
 ``monai.bundle run`` is where the volume comes from: for DICOM the SDK's series-to-volume
-operator has already read it, so the config's first transform (``LoadImaged``) is skipped and
-the volume enters as the MetaTensor that ``LoadImaged`` would have made.
+operator has already read it, so the config's first transform (``LoadScand``) is skipped and
+the volume enters as the MetaTensor that ``LoadScand`` would have made.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from typing import Any
 
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Compose, LoadImaged
+from monai.transforms import Compose
 
 from neonet_ext.data.discovery import describe_case_error
 from neonet_ext.labels import LABEL_NAMES, LIVER, TUMOUR
+from neonet_ext.transforms import LoadScand
 
 __all__ = ["BUNDLES_ENV", "CaseResult", "NeoNetChain", "find_bundles_dir"]
 
@@ -134,9 +135,9 @@ class NeoNetChain:
         parser.get_parsed_content("initialize")  # as `monai.bundle run` does: set_determinism(seed=0)
         self.runner = parser.get_parsed_content("runner")
         transforms = list(self.runner.preprocessing.transforms)
-        if not transforms or not isinstance(transforms[0], LoadImaged):
+        if not transforms or not isinstance(transforms[0], LoadScand):
             raise RuntimeError(
-                f"NeoSeg pre-processing in {self.neoseg_root}/configs/inference.json does not start with LoadImaged; "
+                f"NeoSeg pre-processing in {self.neoseg_root}/configs/inference.json does not start with LoadScand; "
                 "the application feeds DICOM volumes in place of that transform."
             )
         # the same transform objects, so NeoSeg's Invertd still finds (and undoes) each of them
@@ -170,12 +171,12 @@ class NeoNetChain:
         )
 
     def run_file(self, path: str | os.PathLike, case: str) -> CaseResult:
-        """The chain on an image file (NIfTI), read by the config's own ``LoadImaged``."""
+        """The chain on an image file (NIfTI), read by the config's own ``LoadScand``."""
         return self._run({"image": str(path), "case_id": case}, self.runner.preprocessing)
 
     def run_volume(self, image: MetaTensor, case: str) -> CaseResult:
         """The chain on a (1, X, Y, Z) MetaTensor with a RAS affine and ``filename_or_obj`` (a DICOM
-        series read by the SDK), entering the config's pre-processing after ``LoadImaged``."""
+        series read by the SDK), entering the config's pre-processing after ``LoadScand``."""
         return self._run({"image": image, "case_id": case}, self._after_loading)
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 The SDK's ``DICOMSeriesToVolumeOperator`` gives an ``Image`` whose array is (D, H, W):
 slices sorted along the slice normal, then rows, then columns. MONAI's bundles work on
-(C, X, Y, Z) MetaTensors with a RAS affine, as ``LoadImaged`` (ITK) gives for the same
+(C, X, Y, Z) MetaTensors with a RAS affine, as ``LoadScand`` (ITK) gives for the same
 series: X along a row (columns), Y along a column (rows), Z the slices. The affine is
 computed here from the tags rather than taken from the SDK's ``nifti_affine_transform``:
 SDK 4.0.0 scales the row direction by PixelSpacing[0] (the spacing *between rows*), which
@@ -94,7 +94,7 @@ def series_geometry(series, name: str) -> SeriesGeometry:
 
 
 def image_to_metatensor(voxels: np.ndarray, geometry: SeriesGeometry, source: str) -> MetaTensor:
-    """The SDK image array (D, H, W) as the (1, X, Y, Z) float32 MetaTensor that ``LoadImaged``
+    """The SDK image array (D, H, W) as the (1, X, Y, Z) float32 MetaTensor that ``LoadScand``
     with ``ensure_channel_first=True`` gives for the same series.
 
     Args:

@@ -19,7 +19,7 @@ DEFAULT_SELECTION_RULES = json.dumps({"selections": [{"name": "HBP MR", "conditi
 class NiftiInputOperator(Operator):
     """Emits the path of a NIfTI file, once (the graph's source for NIfTI input).
 
-    The file is read downstream by the NeoSeg config's own ``LoadImaged``, so a NIfTI case goes
+    The file is read downstream by the NeoSeg config's own ``LoadScand``, so a NIfTI case goes
     through exactly what ``monai.bundle run`` does with it.
 
     Named output:
