@@ -99,6 +99,11 @@ class InputGated(MapTransform):
         self.min_tumour_volume_ml = float(min_tumour_volume_ml)
         self.min_tumour_rim_in_liver = float(min_tumour_rim_in_liver)
 
+    def __repr__(self) -> str:
+        # what a re-run compares (CaseRunner settings): the thresholds, not the object's address
+        return (f"InputGated(modalities={self.modalities}, liver_volume_range_ml={self.liver_volume_range_ml}, "
+                f"min_tumour_volume_ml={self.min_tumour_volume_ml}, min_tumour_rim_in_liver={self.min_tumour_rim_in_liver})")
+
     def reasons(self, case: Mapping[Hashable, Any]) -> list[str]:
         """Every reason to refuse ``case`` (empty: it may be scored); ``case`` has its masks under ``mask_key``."""
         reasons = []

@@ -10,8 +10,10 @@ against the cohort's PNI labels: ROC AUC with a bootstrap 95% CI, the oracle AUC
 generator's latent ``pni_risk``, the best any model could rank), the sign-reader AUC (a
 logistic model on the exact imaging signs of the cohort the shipped weights trained on,
 ``--reader_seed``/``--reader_cases``: what a flawless reader of the image could reach),
-PattenNet's ratio to each, the expected calibration error, and a reliability plot. Cases where NeoSeg found no tumour get no
-probability and are counted, not scored.
+PattenNet's ratio to each, the expected calibration error, and a reliability plot. Cases the input gate refuses
+(no tumour found among them) get no probability and are counted, not scored: every case of a synthetic
+cohort is what NeoNet was made for, so each refusal is a false one (``false_refusal_rate``, with the
+reasons counted in ``refusal_reasons``).
 
 Writes ``OUT/metrics.json``, ``OUT/predictions.csv`` (``case``, ``pni_probability``, ``pni``),
 ``OUT/reliability.png`` and each cohort's chain outputs under ``OUT/seed_<S>/``; extra
@@ -58,7 +60,8 @@ def run_cohort(out: Path, seed: int, cases: int, config_file: str, extra: list[s
     for row in read_csv(out / "chain" / "predictions.csv"):
         case = truth[row["case"]]
         rows.append({"case": f"seed{seed}/{row['case']}", "probability": row["pni_probability"],
-                     "error": row["error"], "pni": int(case["pni"]), "pni_risk": float(case["pni_risk"]),
+                     "error": row["error"], "refused": row.get("refused", ""),
+                     "pni": int(case["pni"]), "pni_risk": float(case["pni_risk"]),
                      "attention_in_tumour_rim": row.get("attention_in_tumour_rim", ""),
                      "tumour_rim_share": row.get("tumour_rim_share", ""), "latents": case})
     return rows
@@ -74,6 +77,18 @@ def attention_summary(rows: list[dict]) -> dict[str, float | int]:
     mass, region = np.mean(pairs, axis=0)
     return {"n_attention_maps": len(pairs), "attention_in_tumour_rim_mean": float(mass),
             "tumour_rim_share_mean": float(region), "attention_over_region_share": float(mass / region)}
+
+
+def refusal_summary(rows: list[dict]) -> dict[str, object]:
+    """How many cases the input gate refused, and how often each reason came (its words before any number)."""
+    refused = [r["refused"] for r in rows if r.get("refused")]
+    reasons: dict[str, int] = {}
+    for text in refused:
+        for reason in text.split("; "):
+            name = reason.split(" of ")[0] if reason.startswith("segmented liver") else reason.split(" (")[0]
+            reasons[name] = reasons.get(name, 0) + 1
+    return {"n_refused": len(refused), "false_refusal_rate": len(refused) / len(rows) if rows else float("nan"),
+            "refusal_reasons": dict(sorted(reasons.items()))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds, "cases_per_cohort": args.cases, "n_generated": len(rows),
         "n_without_probability": len(rows) - len(scored),
         "failed_cases": [r["case"] for r in rows if r["error"]],
+        **refusal_summary(rows),
         "oracle_auc": oracle, "oracle_auc_scored_cases": oracle_scored,
         "auc_over_oracle": figures["roc_auc"] / oracle_scored,
         "sign_reader_auc_scored_cases": reader, "sign_reader_over_oracle": reader / oracle_scored,
@@ -117,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({reader / oracle_scored:.3f} x oracle); attention in tumour + 10 mm "
           f"{figures.get('attention_in_tumour_rim_mean', float('nan')):.2f} of its mass on "
           f"{figures.get('tumour_rim_share_mean', float('nan')):.2f} of the patch; {len(rows) - len(scored)} cases without a "
-          f"probability; {args.out / 'metrics.json'}")
+          f"probability ({figures['n_refused']} refused by the input gate: {figures['refusal_reasons']}); {args.out / 'metrics.json'}")
     return 0
 
 
