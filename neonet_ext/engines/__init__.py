@@ -3,6 +3,7 @@
 from neonet_ext.engines.autocast import AutocastInferer, cpu_has_fast_bfloat16
 from neonet_ext.engines.batch_norm import BatchNormRecalibration
 from neonet_ext.engines.case_runner import CaseRunner
+from neonet_ext.engines.checkpoints import resumable_checkpoint_handlers
 from neonet_ext.engines.classification_report import ClassificationReport
 from neonet_ext.engines.input_gate import InputGated, tumour_rim_in_liver
 from neonet_ext.engines.pni import (
@@ -30,6 +31,7 @@ __all__ = [
     "cpu_has_fast_bfloat16",
     "gradcam_target_layer",
     "liver_volume_ml",
+    "resumable_checkpoint_handlers",
     "tumour_rim_in_liver",
     "tumour_volume_ml",
 ]
