@@ -42,8 +42,8 @@ def test_an_mr_liver_case_with_a_tumour_inside_passes():
 def test_each_reason_is_given_in_words():
     assert refusal(case(modality="CT")) == "modality CT, not MR"
     assert refusal(case(modality=None)) == ""  # a NIfTI file does not say
-    small = (slice(10, 40), slice(10, 40), slice(0, 10))  # 9000 voxels: 108 ml
-    assert refusal(case(liver_box=small)).startswith("segmented liver of 108 ml, outside 250-4000 ml")
+    small = (slice(15, 35), slice(15, 35), slice(0, 10))  # 4000 voxels: 48 ml
+    assert refusal(case(liver_box=small)).startswith("segmented liver of 48 ml, outside 100-4000 ml")
     assert refusal(case(liver_box=(slice(0, 100), slice(0, 100), slice(0, 35)))).startswith("segmented liver of 4200 ml")
     tiny = refusal(case(tumour_box=(slice(20, 22), slice(20, 22), slice(4, 6))))
     assert tiny == "no tumour of at least 0.5 ml found"  # 8 voxels: 0.1 ml
