@@ -50,11 +50,11 @@ def run_cohort(out: Path, seed: int, cases: int, config_file: str, extra: list[s
     """Generate one cohort, run the chain on it; rows of (case, probability, error, pni, pni_risk, latents)."""
     cohort = out / "cohort"
     write_cohort_once(cohort, cases, seed, scoring_cohort_config(cases))
-    if not (out / "chain" / "predictions.csv").is_file():
-        # a failed case makes the run exit non-zero; its row still says why, and it is not scored
-        subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file,
-                        "--dataset_dir", str(cohort / "imagesTr"),
-                        "--output_dir", str(out / "chain"), *extra], check=False)
+    # a re-run keeps the cases an earlier (perhaps interrupted) run finished with the same input and weights;
+    # a failed case makes the run exit non-zero; its row still says why, and it is not scored
+    subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file,
+                    "--dataset_dir", str(cohort / "imagesTr"),
+                    "--output_dir", str(out / "chain"), *extra], check=False)
     truth = {row["case_id"]: row for row in read_csv(cohort / "cohort.csv")}
     rows = []
     for row in read_csv(out / "chain" / "predictions.csv"):

@@ -65,12 +65,11 @@ def cohorts(out: Path, cases: int, seed: int) -> tuple[Path, Path]:
 
 
 def neoseg_patches(dataset: Path, out: Path) -> Path:
-    patches = out / "patches.json"
-    if not patches.is_file():
-        command = bundle_run_command([NEOSEG / "configs" / "inference.json"], "--datalist_file", str(dataset),
-                                     "--datalist_key", "training", "--output_dir", str(out))
-        subprocess.run(command, check=True)
-    return patches
+    # a re-run keeps the cases an earlier (perhaps interrupted) run finished with the same input and weights
+    command = bundle_run_command([NEOSEG / "configs" / "inference.json"], "--datalist_file", str(dataset),
+                                 "--datalist_key", "training", "--output_dir", str(out))
+    subprocess.run(command, check=True)
+    return out / "patches.json"
 
 
 def ground_truth(dataset: Path, out: Path) -> Path:

@@ -72,11 +72,11 @@ def run_cohort(out: Path, seed: int, cases: int, config_file: str, extra: list[s
     cohort = out / "cohort"
     write_cohort_once(cohort, cases, seed, scoring_cohort_config(cases))
     segmentations = out / "neoseg"
-    if not (segmentations / "patches.json").is_file():
-        # a failed case makes the run exit non-zero; it is then missing below and reported
-        subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file,
-                        "--dataset_dir", str(cohort / "imagesTr"), "--output_dir", str(segmentations), *extra],
-                       check=False)
+    # a re-run keeps the cases an earlier (perhaps interrupted) run finished with the same input and weights;
+    # a failed case makes the run exit non-zero; it is then missing below and reported
+    subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file,
+                    "--dataset_dir", str(cohort / "imagesTr"), "--output_dir", str(segmentations), *extra],
+                   check=False)
     rows = []
     for label_file in sorted((cohort / "labelsTr").glob("*.nii.gz")):
         case = label_file.name.split(".")[0]
