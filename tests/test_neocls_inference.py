@@ -101,6 +101,27 @@ def test_chain_writes_probabilities_and_per_case_files(chain):
     assert "1 of 4 cases failed" in log
 
 
+def test_an_interrupted_chain_ends_with_the_same_tables_after_a_rerun(chain, checkpoint, tmp_path):
+    """The state an interruption before the last case leaves (tables written as each case finished), then
+    the same command again: the finished cases are kept, the rest done, and the tables are as after one run."""
+    out, _ = chain
+    interrupted = tmp_path / "out"
+    shutil.copytree(out, interrupted)
+    entries = json.loads((out / "cases.json").read_text())["testing"]
+    last = entries[-1]["case_id"]
+    (interrupted / "cases.json").write_text(json.dumps({"testing": entries[:-1]}, indent=2))
+    rows = (out / "predictions.csv").read_text().splitlines(keepends=True)
+    (interrupted / "predictions.csv").write_text("".join(r for r in rows if not r.startswith(f"{last},")))
+    shutil.rmtree(interrupted / last)
+    inputs = Path(entries[0]["image"]).parent  # stored absolute: the inputs are outside the output folder
+    result = infer("--dataset_dir", str(inputs), "--checkpoint", str(checkpoint), "--output_dir", str(interrupted),
+                   check=False)
+    assert result.stdout.count("done by an earlier run with the same input and weights; kept") == len(entries) - 1
+    assert f"{last}: done in" in result.stdout
+    assert (interrupted / "predictions.csv").read_text() == (out / "predictions.csv").read_text()
+    assert (interrupted / "cases.json").read_text() == (out / "cases.json").read_text()
+
+
 def test_precomputed_patches_give_the_chains_probabilities(chain, checkpoint, tmp_path):
     out, _ = chain
     infer("--patches_file", str(out / "cases.json"), "--checkpoint", str(checkpoint), "--output_dir", str(tmp_path))
