@@ -11,9 +11,7 @@ and the same weights.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
 import json
 import os
 import time
@@ -30,6 +28,7 @@ from monai.utils import MetaKeys
 from neonet_ext.data.discovery import describe_case_error
 from neonet_ext.data.patches import PATH_KEYS, relative_to_folder
 from neonet_ext.utils.io import atomic_write, file_sha1, input_sha1
+from neonet_ext.utils.tables import csv_text
 from neonet_ext.utils.writers import CASE_ID_META_KEY
 
 __all__ = ["INPUT_SHA1_KEY", "RUN_SHA1_KEY", "CaseRunner"]
@@ -171,13 +170,7 @@ class CaseRunner:
     def table_text(self, rows: Sequence[Mapping[str, Any]]) -> str:
         """CSV text of ``rows`` with the columns ``case``, the case flags and ``error``;
         floats with 6 decimals, None as an empty cell."""
-        columns = ["case", *self.case_flags, "error"]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: f"{v:.6f}" if isinstance(v, float) else v for c, v in row.items()})
-        return buffer.getvalue()
+        return csv_text(["case", *self.case_flags, "error"], rows)
 
     def _output_path(self, path: str | os.PathLike) -> Path:
         path = Path(path)

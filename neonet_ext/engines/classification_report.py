@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from ignite.engine import Engine, Events
 
 from neonet_ext.metrics import bootstrap_auc, expected_calibration_error
 from neonet_ext.utils.io import atomic_write
+from neonet_ext.utils.tables import write_csv
 
 
 class ClassificationReport:
@@ -82,11 +81,8 @@ class ClassificationReport:
     def write(self, engine: Engine | None = None) -> dict[str, float | int]:
         figures = self.figures()
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        text = io.StringIO()
-        writer = csv.writer(text)
-        writer.writerow(["case", "pni_probability", "pni"])
-        writer.writerows((case, f"{p:.6f}", y) for case, p, y in self.rows)
-        atomic_write(self.output_dir / "predictions.csv", lambda tmp: tmp.write_text(text.getvalue()))
+        write_csv(self.output_dir / "predictions.csv", ["case", "pni_probability", "pni"],
+                  ({"case": case, "pni_probability": p, "pni": y} for case, p, y in self.rows))
         atomic_write(self.output_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(figures, indent=2) + "\n"))
         if self.plot:
             self.plot_reliability(self.output_dir / "reliability.png")

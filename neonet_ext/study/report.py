@@ -7,8 +7,6 @@ this run and says plainly whether it was reproduced.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +30,7 @@ from neonet_ext.study.statistics import (
     paired_bootstrap_test,
 )
 from neonet_ext.utils.io import atomic_path, atomic_write
+from neonet_ext.utils.tables import csv_text, write_csv
 
 __all__ = ["StudyResults", "write_report"]
 
@@ -117,18 +116,17 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _results_csv(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
-    main, scores = io.StringIO(), io.StringIO()
-    writer = csv.writer(main)
-    writer.writerow(_ROW_COLUMNS)
-    for row in rows:
-        values = {**row, "ratio_label": ratio_label(row["ratio"]), "auc": "" if math.isnan(row["auc"]) else f"{row['auc']:.4f}"}
-        writer.writerow([values[c] for c in _ROW_COLUMNS])
-    writer = csv.writer(scores)
-    writer.writerow(["fold", "model", "variant", "ratio", "case", "pni", "pni_probability"])
-    for row in rows:
-        for case, (label, p) in sorted(row["scores"].items()):
-            writer.writerow([row["fold"], row["model"], row["variant"], row["ratio"], case, label, f"{p:.6f}"])
-    return main.getvalue(), scores.getvalue()
+    """The results table (one row per fold, model, variant and ratio) and the per-case scores, as CSV text;
+    floats as Python writes them, AUCs with 4 decimals and probabilities with 6."""
+    main = csv_text(_ROW_COLUMNS, ({**row, "ratio_label": ratio_label(row["ratio"]),
+                                    "auc": None if math.isnan(row["auc"]) else f"{row['auc']:.4f}"} for row in rows),
+                    float_format="{}")
+    scores = csv_text(["fold", "model", "variant", "ratio", "case", "pni", "pni_probability"],
+                      ({"fold": row["fold"], "model": row["model"], "variant": row["variant"], "ratio": row["ratio"],
+                        "case": case, "pni": label, "pni_probability": f"{p:.6f}"}
+                       for row in rows for case, (label, p) in sorted(row["scores"].items())),
+                      float_format="{}")
+    return main, scores
 
 
 def _cell_text(estimate: tuple[float, float, float]) -> str:
@@ -360,12 +358,8 @@ def write_report(out_dir: Path, rows: Sequence[Mapping[str, Any]], profile: Stud
     tests = paired_tests(results, models, ratios, variants, profile.ablation_ratio)
     _write_text(paths["tests.md"], f"# Paired bootstrap tests{leaky}\n\nDifferences of mean fold AUC on the same patients; "
                 f"p two-sided; Holm's adjustment within each family.\n" + tests_markdown(tests))
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(["family", "comparison", "difference", "ci95_low", "ci95_high", "p_value", "p_holm"])
-    for t in tests:
-        writer.writerow([t["family"], t["what"], *(f"{t[k]:.4f}" for k in ("difference", "ci95_low", "ci95_high", "p_value", "p_holm"))])
-    _write_text(paths["tests.csv"], text.getvalue())
+    write_csv(paths["tests.csv"], ["family", "comparison", "difference", "ci95_low", "ci95_high", "p_value", "p_holm"],
+              ({**t, "comparison": t["what"]} for t in tests), float_format="{:.4f}")
     plot_roc_curves(results, models, ratios, variants, profile.ablation_ratio, paths["roc_curves.png"])
     _write_text(paths["summary.md"], summary_markdown(results, tests, profile, settings, cohort))
     for name in ("auc_table.md", "ablation_table.md", "summary.md"):

@@ -20,8 +20,6 @@ the training runs (e.g. ``-- --batch_size 4``).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import subprocess
 import sys
@@ -34,6 +32,7 @@ from neonet_ext.data import load_patch_datalist, patches_with_tumour, stratified
 from neonet_ext.data.synthetic import oracle_auc, scoring_cohort_config, sign_reader_auc, write_cohort_once
 from neonet_ext.utils.bundle import bundle_run_command, latest_checkpoint
 from neonet_ext.utils.io import atomic_write
+from neonet_ext.utils.tables import write_csv
 
 BUNDLE = Path(__file__).resolve().parents[1]
 NEOSEG = BUNDLE.parent / "neoseg"
@@ -108,11 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                      "minutes": round((time.perf_counter() - start) / 60, 1)})
         print(f"== n={n}: PattenNet AUC {metrics['roc_auc']:.3f}, sign reader {reader:.3f}, oracle {oracle:.3f}", flush=True)
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(out / "results.csv", lambda tmp: tmp.write_text(buffer.getvalue()))
+    write_csv(out / "results.csv", list(rows[0]), rows, float_format="{}")
     table = ["| patients (training split) | PattenNet AUC (95% CI) | sign reader | oracle | PattenNet / oracle | PattenNet / reader |",
              "| --- | --- | --- | --- | --- | --- |"]
     table += [f"| {r['n_patients']} ({r['n_train']}) | {r['pattennet_auc']:.3f} ({r['ci95_low']:.3f}–{r['ci95_high']:.3f}) | "
