@@ -6,8 +6,8 @@ scored them like any case. The gate looks at what is known before any probabilit
 and refuses, with the reason in words, a case that is
 
 * not MR, when the input says its modality (a DICOM series; a NIfTI file does not say);
-* without a tumour of at least :data:`~neonet_ext.transforms.MIN_TUMOUR_VOLUME_ML` (NeoSeg drops
-  smaller components; a classifier trained on tumour patches says nothing without one);
+* without a tumour of at least :data:`~neonet_ext.transforms.MIN_TUMOUR_VOLUME_ML` in its TLCR masks
+  (NeoSeg drops smaller components; a classifier trained on tumour patches says nothing without one);
 * with a segmented liver (tumour included) outside :data:`LIVER_VOLUME_RANGE_ML`;
 * with a tumour that is not inside the liver: less than :data:`MIN_TUMOUR_RIM_IN_LIVER` of the
   voxels touching the tumour (on the TLCR grid) are liver.
@@ -26,7 +26,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from scipy import ndimage
 
-from neonet_ext.engines.pni import liver_volume_ml, tumour_volume_ml
+from neonet_ext.engines.pni import liver_volume_ml
+from neonet_ext.metrics import label_volume_ml
 from neonet_ext.transforms.tumour_mask import MIN_TUMOUR_VOLUME_ML
 
 __all__ = ["LIVER_VOLUME_RANGE_ML", "MIN_TUMOUR_RIM_IN_LIVER", "InputGated", "tumour_rim_in_liver"]
@@ -116,7 +117,10 @@ class InputGated(MapTransform):
         low, high = self.liver_volume_range_ml
         if liver is not None and not low <= liver <= high:
             reasons.append(f"segmented liver of {liver:.0f} ml, outside {low:.0f}-{high:.0f} ml: not a liver scan as NeoSeg knows it")
-        tumour = tumour_volume_ml(case, self.seg_key, self.mask_key)
+        # on the TLCR grid, where NeoSeg dropped components under the same size (resampled to the input grid,
+        # a kept tumour may measure a little less)
+        masks = case[self.mask_key]
+        tumour = label_volume_ml(masks[1:], 1) if bool(masks[1].any()) else None
         if tumour is None or tumour < self.min_tumour_volume_ml:
             reasons.append(f"no tumour of at least {self.min_tumour_volume_ml:g} ml found")
         share = case.get(self.tumour_rim_in_liver_key)

@@ -63,6 +63,11 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(numbers)
 
 
+def bundle_version(bundle_root: str | os.PathLike) -> str:
+    """The bundle's own version, from its ``configs/metadata.json``."""
+    return str(json.loads((Path(bundle_root) / "configs" / "metadata.json").read_text())["version"])
+
+
 def check_versions(bundle_root: str | os.PathLike) -> list[str]:
     """Warn about each package whose installed version differs from the one the bundle was tested with.
 
