@@ -46,7 +46,7 @@ def test_each_reason_is_given_in_words():
     assert refusal(case(liver_box=small)).startswith("segmented liver of 48 ml, outside 100-4000 ml")
     assert refusal(case(liver_box=(slice(0, 100), slice(0, 100), slice(0, 35)))).startswith("segmented liver of 4200 ml")
     tiny = refusal(case(tumour_box=(slice(20, 22), slice(20, 22), slice(4, 6))))
-    assert tiny == "no tumour of at least 0.5 ml found"  # 8 voxels: 0.1 ml
+    assert tiny == "no tumour of at least 0.2 ml found"  # 8 voxels: 0.1 ml
     assert "the tumour is not inside the liver (liver around 0% of it" in refusal(case(tumour_outside=True))
     several = refusal(case(modality="CT", liver_box=small))
     assert several.count(";") == 1 and several.startswith("modality CT")
@@ -83,4 +83,4 @@ def test_patches_without_masks_or_label_map_are_gated_on_their_own_voxels():
     out = InputGated("patch")(patch_only)
     assert out["refused"] == "" and out["tumour_rim_in_liver"] == 1.0
     empty = InputGated("patch")({"patch": data["patch"] * torch.tensor([1.0, 0.0]).view(2, 1, 1, 1)})
-    assert empty["refused"] == "no tumour of at least 0.5 ml found"
+    assert empty["refused"] == "no tumour of at least 0.2 ml found"
