@@ -18,6 +18,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
+from attention_maps import gradcam_map, neocls_network, saved_patch, spatial_gate_map
 from bundle_runs import run_bundle
 from neonet_ext.metrics import attention_share
 
@@ -71,7 +72,7 @@ def test_inference_config_defines_the_trained_network():
     assert inference["network_def"] == {**train["network_def"], "autoencoder_checkpoint": None}
 
 
-def test_chain_writes_probabilities_and_per_case_files(chain):
+def test_chain_writes_probabilities_and_per_case_files(chain, checkpoint):
     out, log = chain
     table = read_table(out / "predictions.csv")
     assert sorted(table) == ["broken", "case_000", "case_001", "ct_series"]
@@ -81,7 +82,7 @@ def test_chain_writes_probabilities_and_per_case_files(chain):
     assert series["series_description"] == "SmartScore - Gated 0.5 sec"
     assert (out / "ct_series" / "ct_series_report.png").is_file() and (out / "ct_series" / "ct_series_seg.nii.gz").is_file()
     assert "broken.nii.gz" in table["broken"]["error"] and "broken.nii.gz" in log
-    probabilities = []
+    probabilities, network = [], neocls_network([CONFIGS / "inference.json", TINY], checkpoint)
     for case in ("case_000", "case_001"):
         row = table[case]
         assert row["error"] == "" and row["refused"] == "" and row["tumour_found"] == "True" and float(row["tumour_volume_ml"]) > 0.5
@@ -92,7 +93,9 @@ def test_chain_writes_probabilities_and_per_case_files(chain):
                                                "tlcr_image.nii.gz", "tlcr_mask.nii.gz")]
         patch, attention = nib.load(out / case / f"{case}_tlcr.nii.gz"), nib.load(out / case / f"{case}_attention.nii.gz")
         assert attention.shape == patch.shape[:3] and np.allclose(attention.affine, patch.affine)
-        assert np.ptp(attention.get_fdata()) > 0  # a map, not a constant
+        # the map is the network's spatial-attention gates on the patch that was classified
+        gates = spatial_gate_map(network, saved_patch(out / case / f"{case}_tlcr.nii.gz"))
+        assert np.ptp(attention.get_fdata()) > 0 and np.allclose(attention.get_fdata(), gates[0].numpy(), atol=1e-5)
         tumour = np.asarray(nib.load(out / case / f"{case}_tlcr_mask.nii.gz").dataobj)[..., 1]
         expected = attention_share(attention.get_fdata(), tumour, attention.header.get_zooms()[:3])
         assert (float(row["attention_in_tumour_rim"]), float(row["tumour_rim_share"])) == pytest.approx(expected, abs=1e-4)
@@ -122,7 +125,10 @@ def test_shipped_patch_sample_with_a_tumourless_case(checkpoint, tmp_path):
     assert table["case_007"]["pni_probability"] == "" and table["case_007"]["error"] == ""
     assert all(0 <= float(r["pni_probability"]) <= 1 for c, r in table.items() if c != "case_007")
     attention = nib.load(tmp_path / "case_000" / "case_000_attention.nii.gz").get_fdata()
-    assert attention.shape == (64, 64, 32) and 0 <= attention.min() < attention.max() <= 1  # Grad-CAM, normalised
+    # Grad-CAM of the PNI logit at the last stage's convolution, computed here from its definition
+    expected = gradcam_map(neocls_network([CONFIGS / "inference.json", TINY], checkpoint), "stages.1.conv",
+                           saved_patch(BUNDLE / "sample_data" / "case_000" / "case_000_tlcr.nii.gz"))
+    assert attention.shape == (64, 64, 32) and np.allclose(attention, expected[0].numpy(), atol=1e-4)
 
 
 def test_patch_of_the_wrong_size_is_named(checkpoint, tmp_path):
