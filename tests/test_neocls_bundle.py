@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, run_bundle
+from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, parse_configs, run_bundle
 from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour, stratified_split
 from neonet_ext.networks import neogen_autoencoder
 
@@ -36,11 +36,26 @@ def autoencoder(tmp_path_factory) -> Path:
     return path
 
 
+def train_args(out: Path, autoencoder: Path, *extra: str, configs: list[str | Path] = ()) -> tuple[list, list[str]]:
+    """The configs and overrides of ``train``."""
+    return ["train.json", TINY, *configs], [
+        "--autoencoder_path", str(autoencoder), "--output_dir", str(out / "run"), "--ckpt_dir", str(out / "models"),
+        "--epochs", "1", "--batch_size", "2", "--num_workers", "0", *extra,
+    ]
+
+
 def train(out: Path, autoencoder: Path, *extra: str, configs: list[str | Path] = ()) -> subprocess.CompletedProcess:
-    return bundle_run(
-        ["train.json", TINY, *configs], "--autoencoder_path", str(autoencoder), "--output_dir", str(out / "run"),
-        "--ckpt_dir", str(out / "models"), "--epochs", "1", "--batch_size", "2", "--num_workers", "0", *extra,
-    )
+    layers, args = train_args(out, autoencoder, *extra, configs=configs)
+    return bundle_run(layers, *args)
+
+
+def saved_weights_fit_the_config(out: Path, autoencoder: Path, *extra: str, configs: list[str | Path] = ()) -> None:
+    """Assert that the weights ``train`` saved in ``out`` have the parameter names and shapes of the
+    network its configs and overrides build (so an override the run ignored cannot pass)."""
+    layers, args = train_args(out, autoencoder, *extra, configs=configs)
+    built = parse_configs(CONFIGS, layers, *args).get_parsed_content("network_def")
+    saved = torch.load(out / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in built.state_dict().items()}
 
 
 def test_metadata_is_valid_offline():
@@ -150,7 +165,10 @@ def test_every_override_builds_a_network_that_classifies_a_patch(override, autoe
 
 @pytest.mark.parametrize("override", overrides("ablations", {"blocks_0", "channel_only"}))
 def test_each_ablation_trains(override, autoencoder, tmp_path):
+    """Each ablation trains, and saves the weights of the ablated PattenNet its override builds
+    (``test_every_override_builds_a_network_that_classifies_a_patch``: not those of the full one)."""
     assert "val_auc" in (lambda r: r.stdout + r.stderr)(train(tmp_path, autoencoder, configs=[override]))
+    saved_weights_fit_the_config(tmp_path, autoencoder, configs=[override])
 
 
 @pytest.mark.parametrize("override", overrides("networks", {"densenet121", "efficientnet-b0"}))
@@ -159,6 +177,7 @@ def test_each_baseline_trains(override, autoencoder, tmp_path):
     state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("latent_encoder.") for k in state)  # no frozen autoencoder in a baseline
     assert "latent cache" not in result.stdout + result.stderr  # a baseline reads the patches themselves
+    saved_weights_fit_the_config(tmp_path, autoencoder, configs=[override])
 
 
 def test_training_resumes(autoencoder, tmp_path):

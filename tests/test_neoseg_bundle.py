@@ -15,7 +15,7 @@ import pydicom
 import pytest
 import torch
 
-from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, run_bundle
+from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, parse_configs, run_bundle
 from neonet_ext.data.patches import load_patch_datalist
 from neonet_ext.data.synthetic import SyntheticCohortConfig, write_cohort
 from neonet_ext.labels import LABEL_NAMES
@@ -92,10 +92,16 @@ def test_shipped_weights_load_on_cpu():
 
 @pytest.mark.parametrize("network", ["unet", "dynunet", pytest.param("swinunetr", marks=pytest.mark.slow)])
 def test_each_network_trains_at_tiny_size(network, cohort, tmp_path):
-    result = bundle_run(["train.json", f"networks/{network}.json"], *train_overrides(cohort, tmp_path, network))
+    """Each network override trains, and the weights it saves are those of the network it names
+    (parameter names and shapes), not train.json's SegResNet."""
+    configs, overrides = ["train.json", f"networks/{network}.json"], train_overrides(cohort, tmp_path, network)
+    result = bundle_run(configs, *overrides)
     assert "val_mean_dice" in result.stdout + result.stderr
-    assert (tmp_path / "models" / "model.pt").is_file()
     assert list((tmp_path / "run" / "tensorboard").iterdir())
+    built = parse_configs(CONFIGS, configs, *overrides).get_parsed_content("network_def")
+    assert type(built).__name__ == {"unet": "UNet", "dynunet": "DynUNet", "swinunetr": "SwinUNETR"}[network]
+    saved = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in built.state_dict().items()}
 
 
 def test_training_resumes_from_the_last_checkpoint(trained, cohort, tmp_path):

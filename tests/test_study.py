@@ -211,21 +211,40 @@ def test_a_profile_built_on_another_gives_only_what_differs(tmp_path):
         load_profile(tmp_path / "lost.json")
 
 
-@pytest.mark.parametrize("profile_name", ["quick", "paper"])
+def pattennet_layout(network: torch.nn.Module) -> tuple[int, bool, bool] | None:
+    """(blocks, channel attention in every block, spatial attention in every block) of a PattenNet, else None."""
+    from neonet_ext.networks import PattenNet
+
+    if not isinstance(network, PattenNet):
+        return None
+    blocks = [stage.attention for stage in network.stages]
+    return (len(blocks), all(b.channel_attention is not None for b in blocks),
+            all(b.spatial_attention is not None for b in blocks))
+
+
+# what each cell's network must be: PattenNet's layout for the full network and each ablation, None for a baseline
+CELL_NETWORKS = {"full": (2, True, True), "channel_only": (2, True, False), "spatial_only": (2, False, True),
+                 "blocks_0": (0, True, True), "blocks_1": (1, True, True), "blocks_3": (3, True, True)}
+
+
+@pytest.mark.parametrize("profile_name", ["tiny", "quick", "paper"])
 def test_every_run_of_a_profile_parses_and_builds_its_networks(tmp_path, profile_name):
     """The profiles' overrides name real config ids: each NeoGen stage and each kind of cell builds its network
-    (the paper profile is meant for a GPU, so this is what a CPU can check of it)."""
+    (the paper profile is meant for a GPU, so this is what a CPU can check of it), and each PattenNet ablation
+    cell builds the ablated network (blocks and attentions), each baseline cell a baseline."""
     from monai.bundle import ConfigParser
 
-    from neonet_ext.study import Cell
+    from neonet_ext.study import ABLATIONS, Cell
 
     profile = load_profile(profile_name)
     study = Study(tmp_path, profile, tracking=False, log=lambda _: None)
     fold = {"files": {"train": tmp_path / "train.json", "test": tmp_path / "test.json"}}
     tasks = study.generator_tasks("fold0", tmp_path / "neogen", tmp_path / "train.json", tmp_path / "pos.json", 4)
-    cells = [Cell(0, "pattennet", 1.0), Cell(0, "pattennet", 1.0, "blocks_3"), Cell(0, "swin-transformer", 0.0),
-             Cell(0, "efficientnet-b3", 0.5)]
+    cells = [Cell(0, "pattennet", 1.0, variant) for variant in ("full", *ABLATIONS)]
+    cells += [Cell(0, "swin-transformer", 0.0), Cell(0, "efficientnet-b3", 0.5)]
     tasks += [study.cell_task(c, fold, tmp_path / "neogen", None, []) for c in cells]
+    expected = {c.name: CELL_NETWORKS.get(c.variant) if c.model == "pattennet" else None for c in cells}
+    assert set(expected) >= {t.name for t in tasks if t.kind == "cell"}
     for task in tasks:
         parser = ConfigParser()
         parser.read_config([str(f) for f in task.config_files])
@@ -236,3 +255,5 @@ def test_every_run_of_a_profile_parses_and_builds_its_networks(tmp_path, profile
         assert keys, task.name
         for key in keys:
             assert isinstance(parser.get_parsed_content(key), torch.nn.Module), (task.name, key)
+        if task.kind == "cell":
+            assert pattennet_layout(parser.get_parsed_content("network_def")) == expected[task.name], task.name
