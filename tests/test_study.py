@@ -64,10 +64,13 @@ def test_a_killed_study_continues_without_retraining_finished_cells(study):
     assert all(not r["error"] for r in rows)
     assert all(0.0 <= float(r["auc"]) <= 1.0 for r in rows)
     assert {r["patch_source"] for r in rows} == {"ground_truth"} and {r["leaky_generator"] for r in rows} == {"False"}
-    balanced = [r for r in rows if float(r["ratio"]) == 1.0]
-    for r in balanced:  # ratio 1 balances the classes with synthetic positives
-        n_pos = round(int(r["n_train_real"]) * 6 / 16)
-        assert int(r["n_train_synthetic"]) >= (int(r["n_train_real"]) - n_pos) - n_pos - 1
+    # the tiny cohort (16 patients, 6 PNI+) in 2 folds: each trains on 8 patients, 3 of them PNI+; ratio 1
+    # balances the classes with 5 - 3 = 2 synthetic PNI+ patches, ratio 0 adds none. The counts are what
+    # each cell's training loaded (its training_items.json)
+    assert {(r["ratio"], r["n_train_real"], r["n_train_synthetic"]) for r in rows} == {("0.0", "8", "0"), ("1.0", "8", "2")}
+    trained_on = json.loads((out / "cells" / "fold1-pattennet-channel_only-r1.00" / "training_items.json").read_text())
+    assert sorted((i["pni"], bool(i.get("synthetic"))) for i in trained_on["training"]) == [
+        (0, False)] * 5 + [(1, False)] * 3 + [(1, True)] * 2
 
 
 def test_each_fold_trains_its_own_generator_on_its_training_patients_only(study):
@@ -133,6 +136,28 @@ def test_folds_only_writes_the_cohort_references_the_report_quotes(study):
     assert len(references["sign_reader_fold_aucs"]) == len(references["folds"]) == load_profile("tiny").folds
     assert sum(fold["n_test"] for fold in references["folds"]) == references["n_cases"]
     assert 0.5 <= references["oracle_auc"] <= 1 and references == written_by_the_run
+
+
+def test_the_results_count_the_synthetic_patches_each_cell_trained_on(tmp_path):
+    """n_train_synthetic is read from what the cell's training loaded (its training_items.json), not
+    computed from the ratio: here 4 recorded where the ratio would ask for 2, none at ratio 0, and
+    nothing (an empty column) for a cell without a record."""
+    from neonet_ext.study import Cell
+
+    study = Study(tmp_path, load_profile("tiny"), tracking=False, log=lambda _: None)
+    fold = {"fold": 0, "n_train": 8, "n_train_pos": 3, "n_test": 2, "n_test_pos": 1}
+    cells = [Cell(0, "densenet121", 1.0), Cell(0, "densenet121", 0.0), Cell(0, "pattennet", 1.0)]
+    real = [{"case_id": f"case_{i}", "pni": int(i < 3)} for i in range(8)]
+    synthetic = [{"case_id": f"synthetic_{i}", "pni": 1, "synthetic": True} for i in range(4)]
+    for cell, items in zip(cells, (real + synthetic, real, None)):
+        workdir = tmp_path / "cells" / cell.name
+        workdir.mkdir(parents=True)
+        (workdir / "predictions.csv").write_text("case,pni_probability,pni\ncase_8,0.7,1\ncase_9,0.2,0\n")
+        (workdir / "metrics.json").write_text(json.dumps({"roc_auc": 1.0}))
+        if items is not None:
+            (workdir / "training_items.json").write_text(json.dumps({"training": items}))
+    rows = study.collect(cells, [fold], {c.name: {"error": "", "seconds": 1.0} for c in cells})
+    assert [(r["n_train_synthetic"], r["error"]) for r in rows] == [(4, ""), (0, ""), (None, "")]
 
 
 @pytest.mark.slow
