@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from monai.transforms import LoadImage
+from sklearn.metrics import roc_auc_score
 
 from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, parse_configs, run_bundle
 from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour, stratified_split
@@ -194,8 +196,21 @@ def test_evaluation_writes_probabilities_and_figures(autoencoder, tmp_path):
     assert "ROC AUC" in result.stdout + result.stderr
     rows = (tmp_path / "eval" / "predictions.csv").read_text().splitlines()
     assert rows[0] == "case,pni_probability,pni" and len(rows) == 1 + 7  # the sample's 7 patches with a tumour
-    assert all(0 <= float(r.split(",")[1]) <= 1 for r in rows[1:])
+    # each probability is the trained network's PNI softmax on the case's patch
+    network = parse_configs(CONFIGS, ["train.json", TINY, "evaluate.json"]).get_parsed_content("network_def").eval()
+    network.load_state_dict(torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True))
+    sample = load_patch_datalist(BUNDLE / "sample_data" / "patches.json", required_keys=["patch"])
+    patches = {item["case_id"]: item["patch"] for item in sample}
+    truth, scores = [], []
+    for case, probability, pni in (r.split(",") for r in rows[1:]):
+        patch = LoadImage(image_only=True, ensure_channel_first=True)(patches[case])
+        with torch.no_grad():
+            expected = torch.softmax(network(torch.as_tensor(patch, dtype=torch.float32)[None]), 1)[0, 1].item()
+        assert float(probability) == pytest.approx(expected, abs=1e-4), case
+        truth.append(int(pni))
+        scores.append(float(probability))
     figures = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert figures["roc_auc"] == pytest.approx(roc_auc_score(truth, scores))
     assert figures["roc_auc_ci95_low"] <= figures["roc_auc"] <= figures["roc_auc_ci95_high"]
     assert figures["n_cases"] == 7 and figures["n_positive"] == 4
     assert (tmp_path / "eval" / "reliability.png").read_bytes()[:4] == b"\x89PNG"

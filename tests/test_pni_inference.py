@@ -121,7 +121,9 @@ def test_case_without_tumour_gets_no_probability():
     assert not d["attention"].any() and d["attention"].meta["filename_or_obj"] == "p.nii.gz"  # named as the patch
     masks[1, 4:8, 4:8, 2:4] = 1
     d = predictor({"patch": patch(), "patch_mask": masks, "case_id": "c7"})
-    assert 0 <= d["pni_probability"] <= 1 and d["tumour_found"] is True
+    network = predictor.predictor.network
+    expected = torch.softmax(network(patch()[None].as_tensor()), 1)[0, 1].item()
+    assert d["pni_probability"] == pytest.approx(expected, abs=1e-6) and d["tumour_found"] is True
     assert torch.equal(d["attention"].affine, patch().affine)
 
 
