@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from monai.bundle import ConfigParser
 
 from neonet_ext.utils.bundle import bundle_run_command
 
@@ -31,6 +34,23 @@ def run_bundle(
     if check and result.returncode != 0:
         raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def parse_configs(configs_dir: Path, configs: Sequence[str | Path], *overrides: str) -> ConfigParser:
+    """The config that ``run_bundle(configs_dir, configs, *overrides)`` runs, read here: the same
+    layered files, then the ``--id value`` pairs as ``monai.bundle run`` applies them (values read
+    as Python literals where they are ones, as its command line reads them). Build any object
+    of the run with ``get_parsed_content`` to check what an override made of it."""
+    parser = ConfigParser()
+    parser.read_config([str(configs_dir / c if isinstance(c, str) else c) for c in configs])
+    assert len(overrides) % 2 == 0 and all(k.startswith("--") for k in overrides[::2]), overrides
+    for key, value in zip(overrides[::2], overrides[1::2]):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+        parser[key[2:]] = value
+    return parser
 
 
 # torchrun with every line of rank r's output prefixed "[default<r>]:" (--tee 3), so a test can

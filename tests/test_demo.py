@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+import torch
+
+from attention_maps import neocls_network, saved_patch, spatial_gate_map
 from neonet_ext import demo
 from neonet_ext.data.synthetic import SyntheticCohortConfig
 
 
+NEOCLS = Path(__file__).resolve().parents[1] / "bundles" / "neocls"
+
+
 def test_demo_runs_the_chain_on_the_sample_and_points_at_the_pages(tmp_path, capsys):
+    """The demo prints each case's PNI probability (the shipped network's softmax on the case's
+    patch) and page; each case's attention map is the shipped network's spatial-attention gates."""
     assert demo.main(["--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
+    network = neocls_network([NEOCLS / "configs" / "inference.json"], NEOCLS / "models" / "model.pt")
     for case, truth in (("case_000", "PNI+"), ("case_001", "PNI-")):
         line = next(x for x in out.splitlines() if x.startswith(case) and "report.png" in x)
-        probability = float(line.split()[1])
-        assert 0 <= probability <= 1 and truth in line and str(tmp_path / case / f"{case}_report.png") in line
+        patch = saved_patch(tmp_path / case / f"{case}_tlcr.nii.gz")
+        with torch.no_grad():
+            expected = torch.softmax(network(patch[None]), 1)[0, 1].item()
+        assert abs(float(line.split()[1]) - expected) < 1e-4
+        assert truth in line and str(tmp_path / case / f"{case}_report.png") in line
         assert (tmp_path / case / f"{case}_report.png").read_bytes()[:4] == b"\x89PNG"
+        attention = nib.load(tmp_path / case / f"{case}_attention.nii.gz").get_fdata()
+        assert np.allclose(attention, spatial_gate_map(network, patch)[0].numpy(), atol=1e-5)
     assert "not for clinical use" in out
 
 

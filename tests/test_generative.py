@@ -206,11 +206,9 @@ def test_patch_grid_is_written_atomically(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and list(tmp_path.iterdir()) == [out]
 
 
-def test_sampler_embeds_the_masks_once_and_gives_the_same_image():
+def tiny_unet_and_controlnet() -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
+    """A tiny diffusion UNet and ControlNet for ``tiny_autoencoder``'s latents, and condition masks (1, 2, 8, 8, 8)."""
     from monai.networks.nets import ControlNet, DiffusionModelUNet
-    from monai.networks.schedulers import DDIMScheduler
-
-    from neonet_ext.generative import MaskConditionedSampler
 
     torch.manual_seed(0)
     kw = dict(spatial_dims=3, in_channels=2, channels=(8, 8), attention_levels=(False, True), num_head_channels=(0, 8),
@@ -221,6 +219,38 @@ def test_sampler_embeds_the_masks_once_and_gives_the_same_image():
     masks = torch.zeros(1, 2, 8, 8, 8)
     masks[:, 0, 1:7, 1:7, 1:7] = 1
     masks[:, 1, 3:5, 3:5, 3:5] = 1
+    return unet, controlnet, masks
+
+
+@pytest.mark.parametrize("name", ["DDPMScheduler", "DDIMScheduler", "RFlowScheduler"])
+def test_sampler_denoises_with_the_scheduler_it_is_given(name):
+    """Every denoising step is a step of the scheduler passed in (so NeoGen's scheduler overrides
+    reach the sampling), num_inference_steps of them, at the timesteps that scheduler set."""
+    from monai.networks import schedulers
+
+    from neonet_ext.generative import MaskConditionedSampler
+
+    unet, controlnet, masks = tiny_unet_and_controlnet()
+    scheduler = getattr(schedulers, name)(num_train_timesteps=100)
+    steps, step = [], scheduler.step
+
+    def recorded_step(output, timestep, sample, *args, **kwargs):
+        steps.append(timestep)
+        return step(output, timestep, sample, *args, **kwargs)
+
+    scheduler.step = recorded_step
+    sampler = MaskConditionedSampler(tiny_autoencoder(), unet, controlnet, LatentScale(1.0), scheduler,
+                                     num_inference_steps=3)
+    sampler(masks, class_index=1, seed=3)
+    assert len(steps) == 3 and [float(t) for t in steps] == [float(t) for t in scheduler.timesteps]
+
+
+def test_sampler_embeds_the_masks_once_and_gives_the_same_image():
+    from monai.networks.schedulers import DDIMScheduler
+
+    from neonet_ext.generative import MaskConditionedSampler
+
+    unet, controlnet, masks = tiny_unet_and_controlnet()
     calls = []
     embedding = controlnet.controlnet_cond_embedding
     embedding.conv_in.register_forward_hook(lambda *_: calls.append(1))

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from monai.transforms import LoadImage
+from sklearn.metrics import roc_auc_score
 
-from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, run_bundle
+from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, parse_configs, run_bundle
 from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour, stratified_split
 from neonet_ext.networks import neogen_autoencoder
 
@@ -36,11 +38,26 @@ def autoencoder(tmp_path_factory) -> Path:
     return path
 
 
+def train_args(out: Path, autoencoder: Path, *extra: str, configs: list[str | Path] = ()) -> tuple[list, list[str]]:
+    """The configs and overrides of ``train``."""
+    return ["train.json", TINY, *configs], [
+        "--autoencoder_path", str(autoencoder), "--output_dir", str(out / "run"), "--ckpt_dir", str(out / "models"),
+        "--epochs", "1", "--batch_size", "2", "--num_workers", "0", *extra,
+    ]
+
+
 def train(out: Path, autoencoder: Path, *extra: str, configs: list[str | Path] = ()) -> subprocess.CompletedProcess:
-    return bundle_run(
-        ["train.json", TINY, *configs], "--autoencoder_path", str(autoencoder), "--output_dir", str(out / "run"),
-        "--ckpt_dir", str(out / "models"), "--epochs", "1", "--batch_size", "2", "--num_workers", "0", *extra,
-    )
+    layers, args = train_args(out, autoencoder, *extra, configs=configs)
+    return bundle_run(layers, *args)
+
+
+def saved_weights_fit_the_config(out: Path, autoencoder: Path, *extra: str, configs: list[str | Path] = ()) -> None:
+    """Assert that the weights ``train`` saved in ``out`` have the parameter names and shapes of the
+    network its configs and overrides build (so an override the run ignored cannot pass)."""
+    layers, args = train_args(out, autoencoder, *extra, configs=configs)
+    built = parse_configs(CONFIGS, layers, *args).get_parsed_content("network_def")
+    saved = torch.load(out / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in built.state_dict().items()}
 
 
 def test_metadata_is_valid_offline():
@@ -150,7 +167,10 @@ def test_every_override_builds_a_network_that_classifies_a_patch(override, autoe
 
 @pytest.mark.parametrize("override", overrides("ablations", {"blocks_0", "channel_only"}))
 def test_each_ablation_trains(override, autoencoder, tmp_path):
+    """Each ablation trains, and saves the weights of the ablated PattenNet its override builds
+    (``test_every_override_builds_a_network_that_classifies_a_patch``: not those of the full one)."""
     assert "val_auc" in (lambda r: r.stdout + r.stderr)(train(tmp_path, autoencoder, configs=[override]))
+    saved_weights_fit_the_config(tmp_path, autoencoder, configs=[override])
 
 
 @pytest.mark.parametrize("override", overrides("networks", {"densenet121", "efficientnet-b0"}))
@@ -159,6 +179,7 @@ def test_each_baseline_trains(override, autoencoder, tmp_path):
     state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("latent_encoder.") for k in state)  # no frozen autoencoder in a baseline
     assert "latent cache" not in result.stdout + result.stderr  # a baseline reads the patches themselves
+    saved_weights_fit_the_config(tmp_path, autoencoder, configs=[override])
 
 
 def test_training_resumes(autoencoder, tmp_path):
@@ -175,8 +196,21 @@ def test_evaluation_writes_probabilities_and_figures(autoencoder, tmp_path):
     assert "ROC AUC" in result.stdout + result.stderr
     rows = (tmp_path / "eval" / "predictions.csv").read_text().splitlines()
     assert rows[0] == "case,pni_probability,pni" and len(rows) == 1 + 7  # the sample's 7 patches with a tumour
-    assert all(0 <= float(r.split(",")[1]) <= 1 for r in rows[1:])
+    # each probability is the trained network's PNI softmax on the case's patch
+    network = parse_configs(CONFIGS, ["train.json", TINY, "evaluate.json"]).get_parsed_content("network_def").eval()
+    network.load_state_dict(torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True))
+    sample = load_patch_datalist(BUNDLE / "sample_data" / "patches.json", required_keys=["patch"])
+    patches = {item["case_id"]: item["patch"] for item in sample}
+    truth, scores = [], []
+    for case, probability, pni in (r.split(",") for r in rows[1:]):
+        patch = LoadImage(image_only=True, ensure_channel_first=True)(patches[case])
+        with torch.no_grad():
+            expected = torch.softmax(network(torch.as_tensor(patch, dtype=torch.float32)[None]), 1)[0, 1].item()
+        assert float(probability) == pytest.approx(expected, abs=1e-4), case
+        truth.append(int(pni))
+        scores.append(float(probability))
     figures = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert figures["roc_auc"] == pytest.approx(roc_auc_score(truth, scores))
     assert figures["roc_auc_ci95_low"] <= figures["roc_auc"] <= figures["roc_auc_ci95_high"]
     assert figures["n_cases"] == 7 and figures["n_positive"] == 4
     assert (tmp_path / "eval" / "reliability.png").read_bytes()[:4] == b"\x89PNG"

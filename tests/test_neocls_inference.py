@@ -18,6 +18,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
+from attention_maps import gradcam_map, neocls_network, saved_patch, spatial_gate_map
 from bundle_runs import run_bundle
 from neonet_ext.metrics import attention_share
 
@@ -71,7 +72,7 @@ def test_inference_config_defines_the_trained_network():
     assert inference["network_def"] == {**train["network_def"], "autoencoder_checkpoint": None}
 
 
-def test_chain_writes_probabilities_and_per_case_files(chain):
+def test_chain_writes_probabilities_and_per_case_files(chain, checkpoint):
     out, log = chain
     table = read_table(out / "predictions.csv")
     assert sorted(table) == ["broken", "case_000", "case_001", "ct_series"]
@@ -81,23 +82,28 @@ def test_chain_writes_probabilities_and_per_case_files(chain):
     assert series["series_description"] == "SmartScore - Gated 0.5 sec"
     assert (out / "ct_series" / "ct_series_report.png").is_file() and (out / "ct_series" / "ct_series_seg.nii.gz").is_file()
     assert "broken.nii.gz" in table["broken"]["error"] and "broken.nii.gz" in log
-    probabilities = []
+    probabilities, network = [], neocls_network([CONFIGS / "inference.json", TINY], checkpoint)
     for case in ("case_000", "case_001"):
         row = table[case]
         assert row["error"] == "" and row["refused"] == "" and row["tumour_found"] == "True" and float(row["tumour_volume_ml"]) > 0.5
         assert 100 < float(row["liver_volume_ml"]) < 4000 and float(row["tumour_rim_in_liver"]) > 0.9
         probabilities.append(float(row["pni_probability"]))
+        with torch.no_grad():  # the network's PNI softmax on the patch it classified
+            expected = torch.softmax(network(saved_patch(out / case / f"{case}_tlcr.nii.gz")[None]), 1)[0, 1].item()
+        assert probabilities[-1] == pytest.approx(expected, abs=1e-4)
         files = sorted(p.name for p in (out / case).iterdir())
         assert files == [f"{case}_{s}" for s in ("attention.nii.gz", "report.png", "seg.nii.gz", "tlcr.nii.gz",
                                                "tlcr_image.nii.gz", "tlcr_mask.nii.gz")]
         patch, attention = nib.load(out / case / f"{case}_tlcr.nii.gz"), nib.load(out / case / f"{case}_attention.nii.gz")
         assert attention.shape == patch.shape[:3] and np.allclose(attention.affine, patch.affine)
-        assert np.ptp(attention.get_fdata()) > 0  # a map, not a constant
+        # the map is the network's spatial-attention gates on the patch that was classified
+        gates = spatial_gate_map(network, saved_patch(out / case / f"{case}_tlcr.nii.gz"))
+        assert np.ptp(attention.get_fdata()) > 0 and np.allclose(attention.get_fdata(), gates[0].numpy(), atol=1e-5)
         tumour = np.asarray(nib.load(out / case / f"{case}_tlcr_mask.nii.gz").dataobj)[..., 1]
         expected = attention_share(attention.get_fdata(), tumour, attention.header.get_zooms()[:3])
         assert (float(row["attention_in_tumour_rim"]), float(row["tumour_rim_share"])) == pytest.approx(expected, abs=1e-4)
         assert (out / case / f"{case}_report.png").read_bytes()[:4] == b"\x89PNG"
-    assert all(0 <= p <= 1 for p in probabilities) and abs(probabilities[0] - probabilities[1]) > 1e-3
+    assert abs(probabilities[0] - probabilities[1]) > 1e-3
     assert "1 of 4 cases failed" in log
 
 
@@ -141,9 +147,18 @@ def test_shipped_patch_sample_with_a_tumourless_case(checkpoint, tmp_path):
     table = read_table(tmp_path / "predictions.csv")
     assert len(table) == 8 and table["case_007"]["tumour_found"] == "False"
     assert table["case_007"]["pni_probability"] == "" and table["case_007"]["error"] == ""
-    assert all(0 <= float(r["pni_probability"]) <= 1 for c, r in table.items() if c != "case_007")
+    network = neocls_network([CONFIGS / "inference.json", TINY], checkpoint)
+    for case, row in table.items():  # the network's PNI softmax on each sample patch
+        if case != "case_007":
+            with torch.no_grad():
+                patch = saved_patch(BUNDLE / "sample_data" / case / f"{case}_tlcr.nii.gz")
+                assert float(row["pni_probability"]) == pytest.approx(
+                    torch.softmax(network(patch[None]), 1)[0, 1].item(), abs=1e-4), case
     attention = nib.load(tmp_path / "case_000" / "case_000_attention.nii.gz").get_fdata()
-    assert attention.shape == (64, 64, 32) and 0 <= attention.min() < attention.max() <= 1  # Grad-CAM, normalised
+    # Grad-CAM of the PNI logit at the last stage's convolution, computed here from its definition
+    expected = gradcam_map(network, "stages.1.conv",
+                           saved_patch(BUNDLE / "sample_data" / "case_000" / "case_000_tlcr.nii.gz"))
+    assert attention.shape == (64, 64, 32) and np.allclose(attention, expected[0].numpy(), atol=1e-4)
 
 
 def test_patch_of_the_wrong_size_is_named(checkpoint, tmp_path):

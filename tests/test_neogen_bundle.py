@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, run_bundle
+from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, parse_configs, run_bundle
 from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour
 from neonet_ext.utils.bundle import split_cases
 
@@ -198,9 +198,21 @@ def test_generation_is_seeded(trained, tmp_path):
     np.testing.assert_array_equal(images[0], images[1])
 
 
+def sampler_of(*configs: str) -> object:
+    """The sampler ``generate`` runs with ``configs`` layered between inference.json and the tiny sizes."""
+    return parse_configs(CONFIGS, ["inference.json", *configs, *TINY], "--num_inference_steps", "4").get_parsed_content(
+        "sampler")
+
+
 def test_ddpm_sampling_override(trained, tmp_path):
+    """schedulers/ddpm.json makes generation sample with DDPM (DDIM without it), at the steps asked."""
+    from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+
     generate(tmp_path, trained / "models", "--num_samples", "1", schedulers=["schedulers/ddpm.json"])
     assert len(load_patch_datalist(tmp_path / "synthetic_patches.json")) == 1
+    sampler = sampler_of("schedulers/ddpm.json")
+    assert type(sampler.scheduler) is DDPMScheduler and sampler.num_inference_steps == 4
+    assert type(sampler_of().scheduler) is DDIMScheduler
 
 
 def test_classifier_free_guidance_changes_the_sample(trained, tmp_path):
@@ -219,6 +231,21 @@ def test_rectified_flow_trains_and_samples(trained, tmp_path):
     train_stage(3, tmp_path, schedulers=["schedulers/rflow.json"])
     generate(tmp_path / "out", models, "--num_samples", "1", schedulers=["schedulers/rflow.json"])
     assert len(load_patch_datalist(tmp_path / "out" / "synthetic_patches.json")) == 1
+    # what the runs above built: every scheduler of stages 2 and 3 and of generation is rectified flow
+    # (DDPM without the override); latent_scale, estimated from the data when the run starts, is left out
+    from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, RFlowScheduler
+
+    from neonet_ext.generative import LatentScale
+
+    for rflow, expected in ((["schedulers/rflow.json"], RFlowScheduler), ([], DDPMScheduler)):
+        for n in (2, 3):
+            parser = parse_configs(CONFIGS, [*STAGES[:n], *rflow, *TINY], "--ckpt_dir", str(models))
+            parser["latent_scale"] = LatentScale()
+            inferer = parser.get_parsed_content("diffusion_inferer")
+            inferer = getattr(inferer, "inferer", inferer)  # stage 3's wraps MONAI's ControlNet inferer
+            for scheduler in (parser.get_parsed_content("prepare_batch").scheduler, inferer.scheduler):
+                assert type(scheduler) is expected, (n, rflow)
+        assert type(sampler_of(*rflow).scheduler) is (RFlowScheduler if rflow else DDIMScheduler)
 
 
 # ------------------------------------------------------------------ bad requests write nothing

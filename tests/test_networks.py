@@ -157,6 +157,22 @@ def test_pattennet_shapes(num_blocks):
     torch.testing.assert_close(net(x), logits)
 
 
+def test_pattennet_attention_maps_are_its_blocks_spatial_gates():
+    """The maps are the spatial-attention gates of the blocks, in order (read here with hooks on
+    the gates), and ``attention_maps`` resizes each to the patch trilinearly."""
+    net = tiny_pattennet(num_blocks=2).eval()
+    x = patches()
+    gates = []
+    for stage in net.stages:
+        stage.attention.spatial_attention.register_forward_hook(lambda _m, _i, out: gates.append(out))
+    _, maps = net.forward_with_attention(x)
+    assert len(gates) == 2 and not torch.allclose(gates[0], gates[1])
+    for m, gate in zip(maps, gates):
+        torch.testing.assert_close(m, gate)
+    for m, gate in zip(net.attention_maps(x), gates[2:]):
+        torch.testing.assert_close(m, F.interpolate(gate, size=PATCH, mode="trilinear", align_corners=False))
+
+
 def test_pattennet_without_spatial_attention_has_no_maps():
     net = tiny_pattennet(use_spatial_attention=False).eval()
     logits, maps = net.forward_with_attention(patches())
@@ -177,6 +193,10 @@ def test_upsample_attention_map():
     assert attention.min() <= up.min() and up.max() <= attention.max()
     constant = upsample_attention_map(torch.full((1, 1, 2, 2, 2), 0.3), PATCH)
     torch.testing.assert_close(constant, torch.full((1, 1, *PATCH), 0.3))
+    # a step from 0 to 1 along x, 2 -> 4 voxels: voxel centres at -0.25, 0.25, 0.75 and 1.25 of the
+    # source grid (align_corners=False), clamped at the edges
+    step = upsample_attention_map(torch.tensor([0.0, 1.0]).view(1, 1, 2, 1, 1).expand(1, 1, 2, 2, 2), (4, 3, 2))
+    torch.testing.assert_close(step, torch.tensor([0.0, 0.25, 0.75, 1.0]).view(1, 1, 4, 1, 1).expand(1, 1, 4, 3, 2))
 
 
 def test_pattennet_encodes_both_channels_with_the_shared_mean_latent():

@@ -13,6 +13,7 @@ from monai.data import MetaTensor
 from monai.networks.nets import AutoencoderKL
 from monai.transforms import SaveImaged
 
+from attention_maps import gradcam_map, spatial_gate_map
 from neonet_ext.engines import CaseRunner, PNIPredictor, PNIPredictord, SaveCaseReportd, gradcam_target_layer
 from neonet_ext.metrics import attention_share, label_volume_ml
 from neonet_ext.networks import PattenNet
@@ -38,15 +39,36 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x).mean((2, 3, 4)))
 
 
+class EvidenceNet(nn.Module):
+    """A classifier whose answer is known: its PNI logit is the mean of patch channel 0 minus the
+    mean of channel 1, read through a 1x1x1 identity convolution (the layer Grad-CAM reads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Conv3d(2, 2, 1)
+        with torch.no_grad():
+            self.features.weight.copy_(torch.eye(2).view(2, 2, 1, 1, 1))
+            self.features.bias.zero_()
+
+    def forward(self, x):
+        pooled = self.features(x).mean((2, 3, 4))
+        evidence = pooled[:, 0] - pooled[:, 1]
+        return torch.stack([-evidence, evidence], 1)
+
+
 def patch(seed: int = 0) -> MetaTensor:
     x = torch.from_numpy(np.random.default_rng(seed).uniform(size=SHAPE).astype(np.float32))
     return MetaTensor(x, affine=torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0])), meta={"filename_or_obj": "p.nii.gz"})
 
 
 def test_spatial_attention_is_pattennets_gates_on_the_patch_grid():
-    p, attention = PNIPredictor(pattennet(), attention="spatial")(patch())
-    assert 0.0 <= p <= 1.0 and attention.shape == (1, *SHAPE[1:])
-    assert 0.0 <= attention.min() and attention.max() <= 1.0 and attention.std() > 0
+    """The map is the mean of the two blocks' spatial-attention gates, read off the network with
+    hooks here and resized trilinearly to the patch; the probability is the PNI softmax."""
+    network = pattennet()
+    p, attention = PNIPredictor(network, attention="spatial")(patch())
+    assert attention.shape == (1, *SHAPE[1:]) and attention.std() > 0
+    torch.testing.assert_close(attention, spatial_gate_map(network, patch()))
+    assert p == pytest.approx(torch.softmax(network(patch()[None].as_tensor()), 1)[0, 1].item(), abs=1e-6)
 
 
 @pytest.mark.parametrize("network", [SmallCNN(), pattennet(use_spatial_attention=False), pattennet(num_blocks=0)])
@@ -56,13 +78,32 @@ def test_spatial_attention_is_refused_without_spatial_gates(network):
 
 
 def test_gradcam_reads_the_last_spatial_layer():
+    """Grad-CAM reads the last stage's convolution of PattenNet and the last spatial layer of a CNN,
+    and its map is Grad-CAM as its definition computes it at that layer."""
     assert gradcam_target_layer(pattennet(), patch()[None]) == "stages.1.conv"
     assert gradcam_target_layer(SmallCNN(), patch()[None]) == "features.2"
-    for network in (SmallCNN(), pattennet()):
-        p, attention = PNIPredictor(network, attention="gradcam")(patch())
-        assert 0.0 <= p <= 1.0 and attention.shape == (1, *SHAPE[1:]) and 0 <= attention.min() < attention.max() <= 1
+    for network, layer in ((SmallCNN(), "features.2"), (pattennet(), "stages.1.conv")):
+        _, attention = PNIPredictor(network, attention="gradcam")(patch())
+        assert attention.shape == (1, *SHAPE[1:]) and attention.std() > 0
+        torch.testing.assert_close(attention, gradcam_map(network, layer, patch()))
     with pytest.raises(ValueError, match="'nope' is not a module"):
         PNIPredictor(SmallCNN(), attention="gradcam", target_layer="nope")(patch())
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")  # EvidenceNet's input needs no gradient
+def test_gradcam_puts_its_mass_on_the_pni_evidence():
+    """A patch whose PNI evidence is known: EvidenceNet's PNI logit rises with channel 0 and falls
+    with channel 1, and the patch has one block in each. Grad-CAM of the PNI logit is 1 on channel
+    0's block and 0 everywhere else, channel 1's block (evidence against PNI) included."""
+    x = torch.zeros(SHAPE)
+    for_pni, against = torch.zeros(SHAPE[1:], dtype=torch.bool), torch.zeros(SHAPE[1:], dtype=torch.bool)
+    for_pni[2:6, 2:6, 1:3], against[10:14, 10:14, 5:7] = True, True
+    x[0][for_pni], x[1][against] = 1.0, 1.0
+    network = EvidenceNet()
+    assert gradcam_target_layer(network, x[None]) == "features"
+    p, attention = PNIPredictor(network, attention="gradcam")(x)
+    assert p == pytest.approx(0.5)  # blocks of one size: as much evidence for PNI as against
+    torch.testing.assert_close(attention[0], for_pni.float())
 
 
 def test_attention_none_and_probability_match_softmax():
@@ -80,7 +121,9 @@ def test_case_without_tumour_gets_no_probability():
     assert not d["attention"].any() and d["attention"].meta["filename_or_obj"] == "p.nii.gz"  # named as the patch
     masks[1, 4:8, 4:8, 2:4] = 1
     d = predictor({"patch": patch(), "patch_mask": masks, "case_id": "c7"})
-    assert 0 <= d["pni_probability"] <= 1 and d["tumour_found"] is True
+    network = predictor.predictor.network
+    expected = torch.softmax(network(patch()[None].as_tensor()), 1)[0, 1].item()
+    assert d["pni_probability"] == pytest.approx(expected, abs=1e-6) and d["tumour_found"] is True
     assert torch.equal(d["attention"].affine, patch().affine)
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from neonet_ext.networks import NEOGEN_AUTOENCODER
-from neonet_ext.study import Study, load_profile
+from neonet_ext.study import Cell, Study, load_profile
 from neonet_ext.study.scheduler import run_tasks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,12 +62,21 @@ def test_a_killed_study_continues_without_retraining_finished_cells(study):
         rows = list(csv.DictReader(f))
     assert len(rows) == 10  # 2 folds x (2 models x 2 ratios + 1 ablation)
     assert all(not r["error"] for r in rows)
-    assert all(0.0 <= float(r["auc"]) <= 1.0 for r in rows)
+    from sklearn.metrics import roc_auc_score
+
+    for r in rows:  # each fold AUC is the AUC of the cell's own held-out predictions
+        cell = Cell(int(r["fold"]), r["model"], float(r["ratio"]), r["variant"])
+        with (out / "cells" / cell.name / "predictions.csv").open() as f:
+            scored = [(int(p["pni"]), float(p["pni_probability"])) for p in csv.DictReader(f)]
+        assert float(r["auc"]) == pytest.approx(roc_auc_score(*zip(*scored)), abs=5e-5), cell.name  # 4 decimals
     assert {r["patch_source"] for r in rows} == {"ground_truth"} and {r["leaky_generator"] for r in rows} == {"False"}
-    balanced = [r for r in rows if float(r["ratio"]) == 1.0]
-    for r in balanced:  # ratio 1 balances the classes with synthetic positives
-        n_pos = round(int(r["n_train_real"]) * 6 / 16)
-        assert int(r["n_train_synthetic"]) >= (int(r["n_train_real"]) - n_pos) - n_pos - 1
+    # the tiny cohort (16 patients, 6 PNI+) in 2 folds: each trains on 8 patients, 3 of them PNI+; ratio 1
+    # balances the classes with 5 - 3 = 2 synthetic PNI+ patches, ratio 0 adds none. The counts are what
+    # each cell's training loaded (its training_items.json)
+    assert {(r["ratio"], r["n_train_real"], r["n_train_synthetic"]) for r in rows} == {("0.0", "8", "0"), ("1.0", "8", "2")}
+    trained_on = json.loads((out / "cells" / "fold1-pattennet-channel_only-r1.00" / "training_items.json").read_text())
+    assert sorted((i["pni"], bool(i.get("synthetic"))) for i in trained_on["training"]) == [
+        (0, False)] * 5 + [(1, False)] * 3 + [(1, True)] * 2
 
 
 def test_each_fold_trains_its_own_generator_on_its_training_patients_only(study):
@@ -110,7 +119,13 @@ def test_the_report_and_the_mlflow_store(study):
     assert set(cells["tags.mlflow.runName"]) >= {"fold0-pattennet-r0.00", "fold1-densenet121-r1.00"}
     finished = cells[cells["status"] == "FINISHED"]
     assert len(set(finished["tags.mlflow.runName"])) == 10
-    assert finished["metrics.val_auc"].between(0, 1).all() and finished["metrics.train_loss"].notna().all()
+    assert finished["metrics.train_loss"].notna().all()
+    # each run logged the AUC its cell's table row reports (one evaluation, after the last epoch)
+    with (out / "results.csv").open() as f:
+        auc = {Cell(int(r["fold"]), r["model"], float(r["ratio"]), r["variant"]).name: float(r["auc"])
+               for r in csv.DictReader(f)}
+    for name, val_auc in zip(finished["tags.mlflow.runName"], finished["metrics.val_auc"]):
+        assert val_auc == pytest.approx(auc[name], abs=5e-5), name  # results.csv has 4 decimals
     assert set(runs["tags.mlflow.runName"]) >= {"fold0-neogen-autoencoder", "fold1-neogen-controlnet"}
 
 
@@ -132,7 +147,28 @@ def test_folds_only_writes_the_cohort_references_the_report_quotes(study):
     assert f"reaches {references['sign_reader_auc']:.3f}" in (out / "summary.md").read_text()
     assert len(references["sign_reader_fold_aucs"]) == len(references["folds"]) == load_profile("tiny").folds
     assert sum(fold["n_test"] for fold in references["folds"]) == references["n_cases"]
-    assert 0.5 <= references["oracle_auc"] <= 1 and references == written_by_the_run
+    # the tiny cohort's oracle: its latent PNI risk ranks 3 of every 4 (PNI+, PNI-) pairs right
+    assert references["oracle_auc"] == pytest.approx(0.75) and references == written_by_the_run
+
+
+def test_the_results_count_the_synthetic_patches_each_cell_trained_on(tmp_path):
+    """n_train_synthetic is read from what the cell's training loaded (its training_items.json), not
+    computed from the ratio: here 4 recorded where the ratio would ask for 2, none at ratio 0, and
+    nothing (an empty column) for a cell without a record."""
+    study = Study(tmp_path, load_profile("tiny"), tracking=False, log=lambda _: None)
+    fold = {"fold": 0, "n_train": 8, "n_train_pos": 3, "n_test": 2, "n_test_pos": 1}
+    cells = [Cell(0, "densenet121", 1.0), Cell(0, "densenet121", 0.0), Cell(0, "pattennet", 1.0)]
+    real = [{"case_id": f"case_{i}", "pni": int(i < 3)} for i in range(8)]
+    synthetic = [{"case_id": f"synthetic_{i}", "pni": 1, "synthetic": True} for i in range(4)]
+    for cell, items in zip(cells, (real + synthetic, real, None)):
+        workdir = tmp_path / "cells" / cell.name
+        workdir.mkdir(parents=True)
+        (workdir / "predictions.csv").write_text("case,pni_probability,pni\ncase_8,0.7,1\ncase_9,0.2,0\n")
+        (workdir / "metrics.json").write_text(json.dumps({"roc_auc": 1.0}))
+        if items is not None:
+            (workdir / "training_items.json").write_text(json.dumps({"training": items}))
+    rows = study.collect(cells, [fold], {c.name: {"error": "", "seconds": 1.0} for c in cells})
+    assert [(r["n_train_synthetic"], r["error"]) for r in rows] == [(4, ""), (0, ""), (None, "")]
 
 
 @pytest.mark.slow
@@ -211,21 +247,40 @@ def test_a_profile_built_on_another_gives_only_what_differs(tmp_path):
         load_profile(tmp_path / "lost.json")
 
 
-@pytest.mark.parametrize("profile_name", ["quick", "paper"])
+def pattennet_layout(network: torch.nn.Module) -> tuple[int, bool, bool] | None:
+    """(blocks, channel attention in every block, spatial attention in every block) of a PattenNet, else None."""
+    from neonet_ext.networks import PattenNet
+
+    if not isinstance(network, PattenNet):
+        return None
+    blocks = [stage.attention for stage in network.stages]
+    return (len(blocks), all(b.channel_attention is not None for b in blocks),
+            all(b.spatial_attention is not None for b in blocks))
+
+
+# what each cell's network must be: PattenNet's layout for the full network and each ablation, None for a baseline
+CELL_NETWORKS = {"full": (2, True, True), "channel_only": (2, True, False), "spatial_only": (2, False, True),
+                 "blocks_0": (0, True, True), "blocks_1": (1, True, True), "blocks_3": (3, True, True)}
+
+
+@pytest.mark.parametrize("profile_name", ["tiny", "quick", "paper"])
 def test_every_run_of_a_profile_parses_and_builds_its_networks(tmp_path, profile_name):
     """The profiles' overrides name real config ids: each NeoGen stage and each kind of cell builds its network
-    (the paper profile is meant for a GPU, so this is what a CPU can check of it)."""
+    (the paper profile is meant for a GPU, so this is what a CPU can check of it), and each PattenNet ablation
+    cell builds the ablated network (blocks and attentions), each baseline cell a baseline."""
     from monai.bundle import ConfigParser
 
-    from neonet_ext.study import Cell
+    from neonet_ext.study import ABLATIONS
 
     profile = load_profile(profile_name)
     study = Study(tmp_path, profile, tracking=False, log=lambda _: None)
     fold = {"files": {"train": tmp_path / "train.json", "test": tmp_path / "test.json"}}
     tasks = study.generator_tasks("fold0", tmp_path / "neogen", tmp_path / "train.json", tmp_path / "pos.json", 4)
-    cells = [Cell(0, "pattennet", 1.0), Cell(0, "pattennet", 1.0, "blocks_3"), Cell(0, "swin-transformer", 0.0),
-             Cell(0, "efficientnet-b3", 0.5)]
+    cells = [Cell(0, "pattennet", 1.0, variant) for variant in ("full", *ABLATIONS)]
+    cells += [Cell(0, "swin-transformer", 0.0), Cell(0, "efficientnet-b3", 0.5)]
     tasks += [study.cell_task(c, fold, tmp_path / "neogen", None, []) for c in cells]
+    expected = {c.name: CELL_NETWORKS.get(c.variant) if c.model == "pattennet" else None for c in cells}
+    assert set(expected) >= {t.name for t in tasks if t.kind == "cell"}
     for task in tasks:
         parser = ConfigParser()
         parser.read_config([str(f) for f in task.config_files])
@@ -236,3 +291,5 @@ def test_every_run_of_a_profile_parses_and_builds_its_networks(tmp_path, profile
         assert keys, task.name
         for key in keys:
             assert isinstance(parser.get_parsed_content(key), torch.nn.Module), (task.name, key)
+        if task.kind == "cell":
+            assert pattennet_layout(parser.get_parsed_content("network_def")) == expected[task.name], task.name

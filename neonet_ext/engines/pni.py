@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from monai.data import MetaTensor
 from monai.data.utils import create_file_basename
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, ScaleIntensity
 from monai.utils import ImageMetaKey
 from monai.visualize import GradCAM
 
@@ -56,6 +56,13 @@ def liver_volume_ml(case: Mapping[Hashable, torch.Tensor], seg_key: str = "pred"
     if not isinstance(seg, torch.Tensor):
         return None
     return label_volume_ml(seg, LIVER) + label_volume_ml(seg, TUMOUR)
+
+
+def _scale_to_unit(cam: torch.Tensor) -> torch.Tensor:
+    """Each Grad-CAM map of a batch (B, 1, X, Y, Z) scaled linearly so that its minimum is 0 and
+    its maximum 1. MONAI's default post-processing maps them to 1 and 0, which flips the map: its
+    highest values would mark where the class's evidence is lowest."""
+    return torch.stack([torch.as_tensor(ScaleIntensity(minv=0.0, maxv=1.0)(m)) for m in cam])
 
 
 def _has_spatial_attention(network: nn.Module) -> bool:
@@ -108,7 +115,8 @@ class PNIPredictor:
             loaded, on ``device``.
         attention: ``"spatial"``: PattenNet's spatial attention gates, averaged over its
             blocks and resized to the patch (trilinear); ``"gradcam"``: Grad-CAM of the PNI
-            logit at ``target_layer``; ``"none"``: no map.
+            logit at ``target_layer``, scaled to [0, 1] (1 where the evidence for PNI is highest);
+            ``"none"``: no map.
         target_layer: module name for Grad-CAM (see :func:`gradcam_target_layer` for the default).
         device: where the network runs.
         amp: autocast on CUDA for the probability.
@@ -157,7 +165,7 @@ class PNIPredictor:
                 layer = self.target_layer or gradcam_target_layer(self.network, x)
                 if layer not in dict(self.network.named_modules()):
                     raise ValueError(f"Grad-CAM target layer {layer!r} is not a module of {type(self.network).__name__}.")
-                self._gradcam = GradCAM(self.network, target_layers=layer)
+                self._gradcam = GradCAM(self.network, target_layers=layer, postprocessing=_scale_to_unit)
             with torch.enable_grad():
                 return self._gradcam(x, class_idx=1)[0].detach().float()
         return None

@@ -47,6 +47,18 @@ PATCH_SOURCES = ("neoseg", "ground_truth")
 EXPERIMENT = "neonet-study"
 _STAGES = ("autoencoder", "diffusion", "controlnet")
 _STAGE_CONFIGS = ("train_autoencoder.json", "train_diffusion.json", "train_controlnet.json")
+#: Layered last onto every cell's NeoCls training: after training, the items its training loader iterated go
+#: to ``training_items.json`` in the cell's folder, where :meth:`Study.collect` counts the synthetic ones.
+RECORD_TRAINING_ITEMS = Path(__file__).parent / "configs" / "record_training_items.json"
+TRAINING_ITEMS = "training_items.json"
+
+
+def count_synthetic(training_items: Path) -> int | None:
+    """Synthetic items (``"synthetic": true``) of a cell's ``training_items.json``; None without the file
+    (a cell trained before the study recorded its items)."""
+    if not training_items.is_file():
+        return None
+    return sum(bool(item.get("synthetic")) for item in json.loads(training_items.read_text())["training"])
 
 
 class Study:
@@ -295,6 +307,7 @@ class Study:
                                         "in_channels": 2, "out_channels": 2, **self.profile.baseline_kwargs,
                                         **self.profile.model_kwargs.get(cell.model, {})}
             overrides["inputs"] = "@patch_inputs"
+        configs.append(str(RECORD_TRAINING_ITEMS))
         params = {"fold": cell.fold, "model": cell.model, "variant": cell.variant, "ratio": cell.ratio,
                   "profile": self.profile.name, "patch_source": self.patch_source,
                   "leaky_generator": self.shared_generator, "seed": self.profile.seed}
@@ -436,7 +449,7 @@ class Study:
             result = results.get(cell.name, {"error": "not run", "seconds": 0.0})
             workdir = self.out / "cells" / cell.name
             scores: dict[str, tuple[int, float]] = {}
-            auc, error = float("nan"), result["error"]
+            auc, error, n_synthetic = float("nan"), result["error"], None
             if not error:
                 try:
                     with (workdir / "predictions.csv").open() as f:
@@ -444,11 +457,15 @@ class Study:
                     auc = json.loads((workdir / "metrics.json").read_text())["roc_auc"]
                 except (OSError, KeyError, ValueError) as e:
                     error = f"no predictions: {e}"
-            n_neg = fold["n_train"] - fold["n_train_pos"]
+                try:
+                    n_synthetic = count_synthetic(workdir / TRAINING_ITEMS)
+                except (OSError, KeyError, ValueError) as e:
+                    error = error or f"unreadable {TRAINING_ITEMS}: {e}"
             rows.append({
                 "fold": cell.fold, "model": cell.model, "variant": cell.variant, "ratio": cell.ratio,
                 "auc": auc, "n_train_real": fold["n_train"],
-                "n_train_synthetic": synthetic_needed(n_neg, fold["n_train_pos"], cell.ratio),
+                # what the cell's training loaded, as it recorded it (None when it did not)
+                "n_train_synthetic": n_synthetic,
                 "n_test": fold["n_test"], "n_test_positive": fold["n_test_pos"],
                 "seconds": round(float(result.get("seconds", 0.0)), 1), "error": error,
                 "profile": self.profile.name, "patch_source": self.patch_source,
