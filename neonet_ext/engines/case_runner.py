@@ -73,7 +73,8 @@ class CaseRunner:
             output datalist.
         output_datalist: file name of the output datalist inside ``output_dir``.
         datalist_key: top-level key of the output datalist (Decathlon style).
-        case_flags: extra per-case values computed from the post-processed case,
+        case_flags: extra per-case values computed from the post-processed case (None leaves the
+            value out of the datalist entry, and its table cell empty),
             e.g. ``{"tumour_found": lambda d: bool(d["patch_mask"][1].any())}``.
         output_table: file name of a CSV inside ``output_dir`` with the columns ``case``,
             the ``case_flags`` and ``error``; None writes no table.
@@ -164,7 +165,9 @@ class CaseRunner:
             path = value if isinstance(value, (str, Path)) else value.meta[MetaKeys.SAVED_TO]
             entry[key] = relative_to_folder(path, self.output_dir)
         for name, flag in self.case_flags.items():
-            entry[name] = flag(data)
+            value = flag(data)
+            if value is not None:  # the table shows an empty cell; a None in a datalist breaks collation in training
+                entry[name] = value
         return entry
 
     def table_text(self, rows: Sequence[Mapping[str, Any]]) -> str:
