@@ -6,6 +6,7 @@ from neonet_ext.engines.case_runner import CaseRunner
 from neonet_ext.engines.checkpoints import resumable_checkpoint_handlers
 from neonet_ext.engines.classification_report import ClassificationReport
 from neonet_ext.engines.input_gate import InputGated, tumour_rim_in_liver
+from neonet_ext.engines.latent_outlier import LatentOutlierScore, LatentReference, fit_latent_reference, latent_features
 from neonet_ext.engines.pni import (
     ATTENTION_METHODS,
     PNIPredictor,
@@ -24,12 +25,16 @@ __all__ = [
     "CaseRunner",
     "ClassificationReport",
     "InputGated",
+    "LatentOutlierScore",
+    "LatentReference",
     "PNIPredictor",
     "PNIPredictord",
     "SaveCaseReportd",
     "TimeLimitHandler",
     "cpu_has_fast_bfloat16",
+    "fit_latent_reference",
     "gradcam_target_layer",
+    "latent_features",
     "liver_volume_ml",
     "resumable_checkpoint_handlers",
     "tumour_rim_in_liver",

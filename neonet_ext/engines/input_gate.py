@@ -10,7 +10,9 @@ and refuses, with the reason in words, a case that is
   tumour patches says nothing without one);
 * with a segmented liver (tumour included) outside :data:`LIVER_VOLUME_RANGE_ML`;
 * with a tumour that is not inside the liver: less than :data:`MIN_TUMOUR_RIM_IN_LIVER` of the
-  voxels touching the tumour (on the TLCR grid) are liver.
+  voxels touching the tumour (on the TLCR grid) are liver;
+* whose patch does not look like the training patches to PattenNet's encoder (with a
+  :class:`~neonet_ext.engines.LatentOutlierScore`): another phase or sequence of a liver scan.
 
 Thresholds, with the measurements behind them, are in NeoCls's docs ("The input gate").
 """
@@ -26,6 +28,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from scipy import ndimage
 
+from neonet_ext.engines.latent_outlier import LatentOutlierScore
 from neonet_ext.engines.pni import liver_volume_ml
 from neonet_ext.metrics import label_volume_ml
 
@@ -67,7 +70,8 @@ class InputGated(MapTransform):
 
     Placed after NeoSeg's post-processing (the label map, the TLCR masks) and before
     :class:`~neonet_ext.engines.PNIPredictord`, which gives no probability to a refused case.
-    Also writes ``tumour_rim_in_liver_key`` (see :func:`tumour_rim_in_liver`).
+    Also writes ``tumour_rim_in_liver_key`` (see :func:`tumour_rim_in_liver`) and, with a
+    ``latent_outlier`` score, ``latent_distance_key`` (None without one or without a tumour).
 
     Args:
         keys: the TLCR patch key (one), (2, X, Y, Z).
@@ -79,6 +83,7 @@ class InputGated(MapTransform):
         liver_volume_range_ml: accepted segmented liver volumes (tumour included), in ml.
         min_tumour_volume_ml: least tumour volume, in ml.
         min_tumour_rim_in_liver: least share of the tumour's surroundings that is liver.
+        latent_outlier: the patch's distance from the training patches, refused beyond its threshold; None: no check.
     """
 
     def __init__(
@@ -93,6 +98,8 @@ class InputGated(MapTransform):
         liver_volume_range_ml: Sequence[float] = LIVER_VOLUME_RANGE_ML,
         min_tumour_volume_ml: float = MIN_TUMOUR_ML,
         min_tumour_rim_in_liver: float = MIN_TUMOUR_RIM_IN_LIVER,
+        latent_outlier: LatentOutlierScore | None = None,
+        latent_distance_key: str = "latent_distance",
     ) -> None:
         super().__init__(keys)
         self.mask_key = mask_key
@@ -104,11 +111,14 @@ class InputGated(MapTransform):
         self.liver_volume_range_ml = tuple(float(v) for v in liver_volume_range_ml)
         self.min_tumour_volume_ml = float(min_tumour_volume_ml)
         self.min_tumour_rim_in_liver = float(min_tumour_rim_in_liver)
+        self.latent_outlier = latent_outlier
+        self.latent_distance_key = latent_distance_key
 
     def __repr__(self) -> str:
         # what a re-run compares (CaseRunner settings): the thresholds, not the object's address
         return (f"InputGated(modalities={self.modalities}, liver_volume_range_ml={self.liver_volume_range_ml}, "
-                f"min_tumour_volume_ml={self.min_tumour_volume_ml}, min_tumour_rim_in_liver={self.min_tumour_rim_in_liver})")
+                f"min_tumour_volume_ml={self.min_tumour_volume_ml}, min_tumour_rim_in_liver={self.min_tumour_rim_in_liver}, "
+                f"latent_outlier={self.latent_outlier!r})")
 
     def reasons(self, case: Mapping[Hashable, Any]) -> list[str]:
         """Every reason to refuse ``case`` (empty: it may be scored); ``case`` has its masks under ``mask_key``."""
@@ -131,6 +141,10 @@ class InputGated(MapTransform):
         if share is not None and share < self.min_tumour_rim_in_liver:
             reasons.append(f"the tumour is not inside the liver (liver around {100 * share:.0f}% of it, "
                            f"at least {100 * self.min_tumour_rim_in_liver:.0f}% expected)")
+        distance = case.get(self.latent_distance_key)
+        if self.latent_outlier is not None and distance is not None and distance > self.latent_outlier.threshold:
+            reasons.append(f"the patch does not look like the HBP MRI NeoNet was trained on (latent distance {distance:.1f}, "
+                           f"at most {self.latent_outlier.threshold:.1f} accepted)")
         return reasons
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -143,5 +157,7 @@ class InputGated(MapTransform):
                 if isinstance(patch, MetaTensor):
                     masks = MetaTensor(masks.as_tensor(), meta=dict(patch.meta))
             d[self.tumour_rim_in_liver_key] = tumour_rim_in_liver(masks)
+            found = bool(masks[0].any()) and bool(masks[1].any())
+            d[self.latent_distance_key] = self.latent_outlier(d[key], masks) if self.latent_outlier is not None and found else None
             d[self.refusal_key] = "; ".join(self.reasons({**d, self.mask_key: masks}))
         return d

@@ -192,10 +192,26 @@ def test_dicom_probability_matches_the_neocls_bundle(app_dicom: Path, bundle_dic
     assert result["tumour_volume_ml"] == pytest.approx(float(row["tumour_volume_ml"]), rel=1e-3)
     assert result["input_type"] == "dicom" and result["case"] == "hbp_series"
     assert result["series_instance_uid"] == series.series_uid and result["study_instance_uid"] == series.study_uid
+    assert result["refused"] == "" and result["measurements"]["series_uid"] == series.series_uid  # the gate saw the series
+    assert result["measurements"]["latent_distance"] == pytest.approx(float(row["latent_distance"]), rel=1e-4)
     assert result["labels"] == {"1": "liver", "2": "tumour"}
     for name in ("seg_dicom", "report_dicom", "label_map", "report_png", "attention", "tlcr_patch"):
         assert (app_dicom / result["files"][name]).is_file(), name
     assert not list(app_dicom.rglob(".*.tmp*")), "a temporary file of an atomic write was left behind"
+
+
+def test_a_series_the_input_gate_refuses_gets_its_reasons_and_no_probability(work: Path) -> None:
+    """A real brain MR (nibabel's test volume) written as an MR series: the series selector takes it, and
+    the bundle's input gate refuses it; the JSON gives the reasons, the report's title says it was refused."""
+    brain = write_mr_series(Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii", work / "brain_in" / "brain",
+                            rescale_intercept=-1000.0)  # its values reach -610
+    out = work / "app_brain"
+    _ok(_app(brain.folder, out, work), "the app on a brain MR series")
+    result = json.loads((out / "pni_result.json").read_text())
+    assert result["pni_probability"] is None and "not a liver scan as NeoSeg knows it" in result["refused"]
+    assert result["measurements"]["series_uid"] == brain.series_uid and result["measurements"]["liver_volume_ml"] < 100
+    title = pydicom.dcmread(out / "report.dcm").DocumentTitle
+    assert title in ("NeoNet PNI report: no tumour found", "NeoNet PNI report: refused by the input gate")
 
 
 def test_dicom_report_is_an_encapsulated_pdf_in_the_study(app_dicom: Path, series: SeriesInfo) -> None:

@@ -81,9 +81,12 @@ class CaseResult:
     Attributes:
         case: the case name (the input's name; it names the per-case folder).
         label: (1, X, Y, Z) uint8 label map on the input grid (0 background, 1 liver, 2 tumour).
-        pni_probability: in [0, 1], or None when no tumour was found.
+        pni_probability: in [0, 1], or None when no tumour was found or the case was refused.
         tumour_found: whether NeoSeg found a tumour.
         tumour_volume_ml: the tumour volume from the label map on the input grid.
+        refused: why the input gate gave no probability ("" when it did not refuse).
+        measurements: what the gate and the report measured (the NeoCls table's other columns:
+            liver volume, tumour surroundings, latent distance, attention shares, the series).
         files: the per-case files the bundles wrote (label map, TLCR patch, attention, report page),
             relative to the output folder.
     """
@@ -93,6 +96,8 @@ class CaseResult:
     pni_probability: float | None
     tumour_found: bool
     tumour_volume_ml: float | None
+    refused: str = ""
+    measurements: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
 
@@ -110,6 +115,8 @@ class NeoNetChain:
     """
 
     #: per-case files of the NeoCls chain, by the CaseRunner key that holds their path
+    #: case flags that are fields of :class:`CaseResult` of their own; the others go to its measurements
+    RESULT_FLAGS = ("pni_probability", "tumour_found", "tumour_volume_ml", "refused")
     SAVED_KEYS = {"pred": "label_map", "patch": "tlcr_patch", "patch_mask": "tlcr_mask",
                   "patch_image": "tlcr_image", "attention": "attention", "report": "report_png"}
 
@@ -167,6 +174,8 @@ class NeoNetChain:
             pni_probability=None if probability is None else float(probability),
             tumour_found=bool(flags["tumour_found"]),
             tumour_volume_ml=flags.get("tumour_volume_ml"),
+            refused=str(flags.get("refused") or ""),
+            measurements={name: value for name, value in flags.items() if name not in self.RESULT_FLAGS},
             files=files,
         )
 

@@ -11,14 +11,16 @@ is only right for square pixels; DICOM puts the spacing between columns in Pixel
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.utils import MetaKeys, SpaceKeys
 
-__all__ = ["SeriesGeometry", "series_geometry", "image_to_metatensor", "label_map_to_series"]
+__all__ = ["SeriesGeometry", "series_geometry", "series_meta", "image_to_metatensor", "label_map_to_series"]
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # slices may differ from the mean step by this fraction of it (DS rounding, scanner jitter) and still form one grid
@@ -93,7 +95,17 @@ def series_geometry(series, name: str) -> SeriesGeometry:
     return SeriesGeometry(_LPS_TO_RAS @ lps, (cols, rows, len(datasets)), tuple(str(ds.SOPInstanceUID) for ds in datasets))
 
 
-def image_to_metatensor(voxels: np.ndarray, geometry: SeriesGeometry, source: str) -> MetaTensor:
+def series_meta(series: Any) -> dict[str, str]:
+    """What ``LoadScand`` records of a DICOM series it reads (its :data:`~neonet_ext.transforms.SERIES_META_KEYS`),
+    from an SDK ``DICOMSeries``: the input gate reads the modality, the table the series used."""
+    first = series.get_sop_instances()[0].get_native_sop_instance()
+    return {"series_uid": str(series.SeriesInstanceUID), "series_description": str(series.SeriesDescription or ""),
+            "modality": str(series.Modality or ""), "sop_class": first.SOPClassUID.name}
+
+
+def image_to_metatensor(
+    voxels: np.ndarray, geometry: SeriesGeometry, source: str, series: Mapping[str, Any] | None = None
+) -> MetaTensor:
     """The SDK image array (D, H, W) as the (1, X, Y, Z) float32 MetaTensor that ``LoadScand``
     with ``ensure_channel_first=True`` gives for the same series.
 
@@ -101,6 +113,7 @@ def image_to_metatensor(voxels: np.ndarray, geometry: SeriesGeometry, source: st
         voxels: (slices, rows, columns), rescale slope and intercept applied.
         geometry: the series' grid; its shape must match ``voxels``.
         source: stands for the file name in ``filename_or_obj`` (names the outputs and messages).
+        series: the series' meta data (:func:`series_meta`), added to the MetaTensor's.
     """
     expected = geometry.shape[::-1]
     if tuple(voxels.shape) != expected:
@@ -114,6 +127,7 @@ def image_to_metatensor(voxels: np.ndarray, geometry: SeriesGeometry, source: st
         MetaKeys.ORIGINAL_CHANNEL_DIM: "no_channel",
         MetaKeys.SPACE: SpaceKeys.RAS,
         "filename_or_obj": source,
+        **(series or {}),
     }
     return MetaTensor(torch.from_numpy(array), meta=meta)
 

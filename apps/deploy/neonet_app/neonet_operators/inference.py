@@ -11,7 +11,7 @@ from monai.deploy.core import ConditionType, Fragment, Image, Operator, Operator
 from monai.deploy.core.domain.dicom_series_selection import StudySelectedSeries
 
 from .chain import CaseResult, NeoNetChain
-from .geometry import image_to_metatensor, label_map_to_series, series_geometry
+from .geometry import image_to_metatensor, label_map_to_series, series_geometry, series_meta
 
 __all__ = ["NeoNetPNIOperator"]
 
@@ -31,8 +31,8 @@ class NeoNetPNIOperator(Operator):
     Named outputs:
         seg_image: (DICOM only) an SDK ``Image`` of the (D, H, W) uint8 label map (0 background,
             1 liver, 2 tumour) in the series' slice order, with ``metadata()["sop_instance_uids"]``.
-        result: a dict: ``case``, ``pni_probability`` (None without a tumour), ``tumour_found``,
-            ``tumour_volume_ml``, ``files`` (relative to the output folder), ``bundles`` and ``timing_s``.
+        result: a dict: ``case``, ``pni_probability`` (None without a tumour or when refused), ``tumour_found``,
+            ``tumour_volume_ml``, ``refused`` (the input gate's reasons, "" when scored), ``measurements``, ``files`` (relative to the output folder), ``bundles`` and ``timing_s``.
 
     Args:
         fragment: the application.
@@ -84,7 +84,7 @@ class NeoNetPNIOperator(Operator):
             if not isinstance(image, Image):
                 raise TypeError(f"{name}: expected an SDK Image from the series-to-volume operator, got {type(image)}.")
             geometry = series_geometry(series, name)
-            volume = image_to_metatensor(image.asnumpy(), geometry, str(self.source))
+            volume = image_to_metatensor(image.asnumpy(), geometry, str(self.source), series_meta(series))
             result = self.chain.run_volume(volume, self.case)
             label = label_map_to_series(result.label, geometry)
             op_output.emit(Image(label, {"sop_instance_uids": geometry.sop_instance_uids,
@@ -94,9 +94,9 @@ class NeoNetPNIOperator(Operator):
         else:
             result = self.chain.run_file(image, self.case)
         elapsed = time.perf_counter() - start
-        self._logger.info("%s: PNI probability %s, tumour found %s (%.1f s)", self.case,
+        self._logger.info("%s: PNI probability %s, tumour found %s%s (%.1f s)", self.case,
                           "n/a" if result.pni_probability is None else f"{result.pni_probability:.4f}",
-                          result.tumour_found, elapsed)
+                          result.tumour_found, f", refused: {result.refused}" if result.refused else "", elapsed)
         op_output.emit(self._summary(result, extra, elapsed), "result")
 
     def _summary(self, result: CaseResult, extra: dict[str, Any], elapsed: float) -> dict[str, Any]:
@@ -108,6 +108,8 @@ class NeoNetPNIOperator(Operator):
             "pni_probability": result.pni_probability,
             "tumour_found": result.tumour_found,
             "tumour_volume_ml": result.tumour_volume_ml,
+            "refused": result.refused,
+            "measurements": result.measurements,
             "labels": {str(k): v for k, v in self.chain.label_names().items()},
             "files": dict(result.files),
             "bundles": self.chain.bundles,

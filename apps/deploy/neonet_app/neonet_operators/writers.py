@@ -160,6 +160,15 @@ class DICOMSegWriterOperator(Operator):
         return path
 
 
+def report_title(result: dict[str, Any]) -> str:
+    """What the report's title says: the probability, or why there is none (in short: a DocumentTitle
+    holds 64 characters; the page and the JSON give the input gate's reasons in full)."""
+    probability = result.get("pni_probability")
+    if probability is not None:
+        return f"probability {probability:.3f}"
+    return "no tumour found" if not result.get("tumour_found") else "refused by the input gate"
+
+
 def pdf_from_png(png: Path, title: str) -> bytes:
     """A one-page PDF of the report page ``png`` (PIL's PDF writer, at the page's 100 dpi)."""
     from PIL import Image as PILImage
@@ -230,9 +239,7 @@ class PNIResultWriterOperator(Operator):
         ds.ConversionType = "WSD"  # workstation: made by software, not scanned
         ds.BurnedInAnnotation = "YES"
         ds.VerificationFlag = "UNVERIFIED"
-        probability = result.get("pni_probability")
-        ds.DocumentTitle = "NeoNet PNI report: " + (f"probability {probability:.3f}" if probability is not None
-                                                    else "no tumour found")
+        ds.DocumentTitle = "NeoNet PNI report: " + report_title(result)
         concept = Dataset()
         concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = "18748-4", "LN", "Diagnostic imaging report"
         ds.ConceptNameCodeSequence = [concept]
