@@ -1,8 +1,8 @@
-"""The NeoCls chain (MRI -> NeoSeg -> TLCR -> PattenNet) on CPU: time and memory per patient, by stage,
-and PattenNet's forward against the baseline classifiers'.
+"""The NeoCls chain (MRI -> NeoSeg -> TLCR -> PattenNet) on CPU: time and memory per patient, by stage.
+PattenNet's forward against the baseline classifiers' is ``bench_classifiers.py``'s measurement.
 
     .venv/bin/python benchmarks/bench_neocls.py            # ~4 min on 2 cores
-    .venv/bin/python benchmarks/bench_neocls.py --quick    # 1 repetition, 3 classifier rounds
+    .venv/bin/python benchmarks/bench_neocls.py --quick    # 1 repetition
 
 Data: synthetic HBP-MRI case 0 (seed 0, int16 NIfTI as scanners store them) in the small
 160x128x64 geometry and the scanner-size 320x260x80 one, each alone in a temporary folder.
@@ -18,9 +18,6 @@ with random weights (the cost is the same).
    normalise, crop), NeoSeg (sliding-window forward, softmax, argmax, inverting the label map
    to the input grid), TLCR, PattenNet (probability and attention map), writing (the NIfTI
    files and the report PNG). Medians over ``--reps`` repetitions.
-3. The forward of PattenNet and of each baseline on one (1, 2, 64, 64, 32) patch, timed in
-   turn (``bench_classifiers.time_classifiers``), so the classifier's share of the chain and
-   its cost against the baselines are on one table.
 """
 
 from __future__ import annotations
@@ -48,7 +45,6 @@ from monai.bundle import ConfigParser  # noqa: E402
 from monai.transforms import Compose  # noqa: E402
 
 from _common import REPO, cpu_name, run_child  # noqa: E402
-from bench_classifiers import print_table, time_classifiers  # noqa: E402
 from neonet_ext.data.synthetic import SyntheticCohortConfig, write_cohort  # noqa: E402
 
 CONFIGS = REPO / "bundles" / "neocls" / "configs"
@@ -132,10 +128,6 @@ def main() -> None:
             runs = [stage_times(folder, tmp / f"stages_{name}_{r}", checkpoint) for r in range(reps)]
             medians = {s: float(np.median([r.get(s, 0.0) for r in runs])) for s in STAGES}
             print(f"{name:13s} " + " ".join(f"{medians[s]:10.3f}" for s in STAGES) + f" {sum(medians.values()):8.2f}")
-
-        rounds = 3 if args.quick else 7
-        print(f"\n3. classifier forward, one (1, 2, 64, 64, 32) patch, median of {rounds} rounds")
-        print_table(time_classifiers(rounds))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\ntotal {time.perf_counter() - total:.0f} s")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from ignite.engine import Engine
 
-from neonet_ext.engines import BatchNormRecalibration
+from neonet_ext.engines import BatchNormRecalibration, drop_single_item_batch
 
 
 def _network() -> torch.nn.Sequential:
@@ -38,3 +39,9 @@ def test_a_network_without_batch_norm_is_unchanged():
     state = {k: v.clone() for k, v in net.state_dict().items()}
     BatchNormRecalibration([{"image": torch.randn(2, 8)}], net)()
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize("num_items, batch_size, dropped", [(5, 4, True), (9, 8, True), (8, 4, False), (7, 4, False),
+                                                            (3, 1, False)])
+def test_only_a_last_batch_of_one_item_is_dropped(num_items, batch_size, dropped):
+    assert drop_single_item_batch(num_items, batch_size) is dropped

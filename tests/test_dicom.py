@@ -173,7 +173,18 @@ def test_nested_series_and_a_cd_export_are_found_and_named_by_their_path(tmp_pat
     assert items[1]["image"] == str(root / "patient_7" / "study_1" / "ct")
 
 
-def test_a_dicomdir_given_as_an_image_gets_a_one_line_message():
+@pytest.mark.parametrize("name", ["DICOMDIR", "renamed_index.dcm", "renamed_index"])
+def test_a_dicomdir_given_as_an_image_gets_a_one_line_message(name, tmp_path):
+    """Known by its name, else by its header (its media storage SOP class)."""
+    dicomdir = CD_EXPORT / "DICOMDIR" if name == "DICOMDIR" else shutil.copy(CD_EXPORT / "DICOMDIR", tmp_path / name)
     with pytest.raises(ValueError) as error:
-        LoadScan()(CD_EXPORT / "DICOMDIR")
-    assert str(error.value) == f"{CD_EXPORT / 'DICOMDIR'}: a DICOMDIR (the index of a CD export), not an image; give the folder that holds it."
+        LoadScan()(dicomdir)
+    assert str(error.value) == f"{dicomdir}: a DICOMDIR (the index of a CD export), not an image; give the folder that holds it."
+
+
+def test_a_file_named_dcm_without_the_dicm_magic_is_not_taken_for_a_dicomdir(tmp_path):
+    fake = tmp_path / "notes.dcm"
+    fake.write_bytes(b"not DICOM at all")
+    with pytest.raises(Exception) as error:
+        LoadScan()(fake)
+    assert "DICOMDIR" not in str(error.value)

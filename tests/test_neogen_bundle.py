@@ -71,10 +71,9 @@ def test_metadata_is_valid_offline():
 
 
 def test_inference_builds_the_networks_the_stages_train():
-    inference = json.loads((CONFIGS / "inference.json").read_text())
-    trained_defs = {}
-    for stage in STAGES:
-        trained_defs.update(json.loads((CONFIGS / stage).read_text()))
+    """inference.json stands alone (a model-zoo bundle's inference config must), so it repeats the
+    definitions the stages, layered as they train, hold; a change to one copy alone fails here."""
+    inference, trained_defs = parse_configs(CONFIGS, ["inference.json"]), parse_configs(CONFIGS, STAGES)
     for key in ("autoencoder_def", "diffusion_unet_def", "controlnet_def", "noise_scheduler", "latent_channels", "roi_size",
                 "num_classes"):
         assert inference[key] == trained_defs[key], key
@@ -133,6 +132,23 @@ def test_diffusion_stages_encode_each_patch_once_and_share_the_latents(trained):
     assert f"{validation_items} patches x 1 views, 0 entries encoded" in stage3
     entries = list((trained / "latent_cache").glob("*/*.pt"))
     assert len(entries) == 2 * train_items + validation_items
+
+
+def test_stages_train_on_items_with_keys_they_do_not_use(trained, tmp_path):
+    """A mixed DICOM/NIfTI datalist: series UIDs and descriptions on some items, None on others
+    (default_collate refuses None, and a key of the batch's first item only). Each stage keeps the
+    keys it reads."""
+    items = load_patch_datalist(BUNDLE / "sample_data" / "patches.json")
+    for i, item in enumerate(items):
+        item["series_uid"] = None if i % 2 else f"1.2.826.0.1.{i}"
+        if i % 4 == 0:
+            item["series_description"] = "HBP 20 min"
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps({"testing": items}))
+    shutil.copytree(trained / "models", tmp_path / "models")  # stage 3 starts from stage 2's weights
+    for stage in (1, 2, 3):
+        result = train_stage(stage, tmp_path, "--datalist_file", str(mixed))
+        assert "Epoch[1] Complete" in result.stdout + result.stderr, stage
 
 
 def mlflow_runs(run_dir: Path) -> list:

@@ -71,9 +71,11 @@ def test_metadata_names_the_project_labels():  # versions: tests/test_zoo.py
 
 
 def test_default_network_is_the_segresnet_override():
-    default = json.loads((CONFIGS / "networks" / "segresnet.json").read_text())["network_def"]
+    """The SegResNet of train.json and of the self-contained inference.json is networks/segresnet.json's
+    (the network comparisons layer that file); a change to one copy alone fails here."""
+    default = parse_configs(CONFIGS, ["networks/segresnet.json"])["network_def"]
     for name in ("train.json", "inference.json"):
-        assert json.loads((CONFIGS / name).read_text())["network_def"] == default, name
+        assert parse_configs(CONFIGS, [name])["network_def"] == default, name
 
 
 def test_shipped_weights_load_on_cpu():

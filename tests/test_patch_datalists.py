@@ -92,3 +92,29 @@ def test_the_autoencoder_learns_each_input_it_will_encode(tmp_path):
         MaskImaged("image")(unmasked)
     with pytest.raises(ValueError, match=r"case_000 has no \['patch_mask'\]"):
         autoencoder_inputs([{k: v for k, v in item.items() if k != "patch_mask"}])
+
+
+def test_the_classifier_reads_patches_when_given_else_the_images_neoseg_segments(tmp_path):
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    from neonet_ext.data import datalist_from
+    from neonet_ext.data.patches import classifier_datalist, write_patch_datalist
+
+    images = tmp_path / "images"
+    images.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), images / "case1.nii.gz")
+    listing = tmp_path / "lists" / "dataset.json"
+    listing.parent.mkdir()
+    listing.write_text(json.dumps({"testing": [{"image": "scan.nii.gz", "case_id": "c2"}]}))
+    patches = write_patch_datalist([{"case_id": "c3", "patch": str(tmp_path / "c3.nii.gz")}], tmp_path / "patches.json")
+
+    assert classifier_datalist(patches, listing, images) == [{"case_id": "c3", "patch": str(tmp_path / "c3.nii.gz")}]
+    # a Decathlon JSON's relative paths start at its own folder, whatever the dataset folder
+    assert classifier_datalist(None, listing, images) == [{"image": str(listing.parent / "scan.nii.gz"), "case_id": "c2"}]
+    assert classifier_datalist("", "", images) == datalist_from(images) == [
+        {"image": str(images / "case1.nii.gz"), "case_id": "case1"}]
+    with pytest.raises(ValueError, match=r"\(c4\) lacks \['patch'\]"):
+        classifier_datalist(write_patch_datalist([{"case_id": "c4"}], tmp_path / "no_patch.json"))

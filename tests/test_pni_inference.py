@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 import numpy as np
 import pytest
 import torch
@@ -14,7 +11,7 @@ from monai.networks.nets import AutoencoderKL
 from monai.transforms import SaveImaged
 
 from attention_maps import gradcam_map, spatial_gate_map
-from neonet_ext.engines import CaseRunner, PNIPredictor, PNIPredictord, SaveCaseReportd, gradcam_target_layer
+from neonet_ext.engines import PNIPredictor, PNIPredictord, SaveCaseReportd, gradcam_target_layer
 from neonet_ext.metrics import attention_share, label_volume_ml
 from neonet_ext.networks import PattenNet
 from neonet_ext.transforms import CheckPatch, CheckPatchd

@@ -171,6 +171,34 @@ def test_the_results_count_the_synthetic_patches_each_cell_trained_on(tmp_path):
     assert [(r["n_train_synthetic"], r["error"]) for r in rows] == [(4, ""), (0, ""), (None, "")]
 
 
+def test_a_baseline_cell_trains_when_its_last_batch_would_hold_one_patch(tmp_path):
+    """Batch norm in training mode refuses one item whose feature maps are 1x1x1 (DenseNet-121 on the
+    tiny and quick profiles' 32x32x32 patches): 5 training patches in batches of 4 would leave one,
+    for the second update and for the batch-norm recalibration before the held-out evaluation."""
+    import nibabel as nib
+    import numpy as np
+
+    from neonet_ext.data.patches import write_patch_datalist
+    from neonet_ext.study.tasks import execute
+
+    profile = load_profile("tiny")
+    assert tuple(profile.patch_size) == (32, 32, 32) and profile.classifier["batch_size"] == 4
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(11):
+        patch = tmp_path / "patches" / f"case_{i}.nii.gz"
+        patch.parent.mkdir(exist_ok=True)
+        nib.save(nib.Nifti1Image(rng.random((32, 32, 32, 2), dtype=np.float32), np.eye(4)), patch)
+        items.append({"case_id": f"case_{i}", "patch": str(patch), "pni": i % 2, "tumour_found": True})
+    files = {"train": write_patch_datalist(items[:5], tmp_path / "train.json"),
+             "test": write_patch_datalist(items[5:], tmp_path / "test.json")}
+    study = Study(tmp_path / "study", profile, tracking=False, log=lambda _: None)
+    task = study.cell_task(Cell(0, "densenet121", 0.0), {"files": files}, tmp_path / "no_generator", None, [])
+    result = execute(task, None, "test")
+    assert result["error"] == "", Path(task.log_file).read_text()[-3000:]
+    assert (Path(task.workdir) / "metrics.json").is_file()
+
+
 @pytest.mark.slow
 def test_a_shared_generator_is_trained_once_and_labels_the_results_leaky(tmp_path):
     profile = dataclasses.replace(load_profile("tiny"), models=("densenet121",), ablations=())

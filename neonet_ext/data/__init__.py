@@ -14,6 +14,7 @@ _PATCHES = (
     "PATH_KEYS",
     "autoencoder_inputs",
     "class_weights",
+    "classifier_datalist",
     "load_patch_datalist",
     "mix_synthetic",
     "patches_with_tumour",

@@ -22,6 +22,7 @@ __all__ = [
     "PATH_KEYS",
     "relative_to_folder",
     "load_patch_datalist",
+    "classifier_datalist",
     "patches_with_tumour",
     "stratified_folds",
     "stratified_split",
@@ -88,6 +89,26 @@ def load_patch_datalist(
             item["case_id"] = Path(item["patch"]).name.split(".")[0]
         items.append(item)
     return items
+
+
+def classifier_datalist(
+    patches_file: str | os.PathLike | None = None,
+    datalist_file: str | os.PathLike | None = None,
+    dataset_dir: str | os.PathLike | None = None,
+    data_list_key: str = "testing",
+) -> list[dict]:
+    """What NeoCls's inference classifies: the items of a patch datalist when ``patches_file`` is given
+    (NeoSeg's patches, already cut), else the images NeoSeg segments first.
+
+    The images are those of ``datalist_file`` (a Decathlon JSON, relative paths starting at its own
+    folder: ``dataset_dir`` is then ignored), else the cases found in ``dataset_dir``; an empty
+    string counts as not given.
+    """
+    if patches_file:
+        return load_patch_datalist(patches_file, required_keys=["patch"])
+    from neonet_ext.data.discovery import datalist_from  # imports MONAI, which patch datalists do not need
+
+    return datalist_from(None if datalist_file else dataset_dir, datalist_file, data_list_key=data_list_key)
 
 
 def write_patch_datalist(items: Sequence[dict], path: str | os.PathLike, key: str = "testing") -> Path:

@@ -1,7 +1,7 @@
 """Engines and engine handlers that drive the bundles beyond what MONAI's own provide."""
 
 from neonet_ext.engines.autocast import AutocastInferer, cpu_has_fast_bfloat16
-from neonet_ext.engines.batch_norm import BatchNormRecalibration
+from neonet_ext.engines.batch_norm import BatchNormRecalibration, drop_single_item_batch
 from neonet_ext.engines.case_runner import CaseRunner
 from neonet_ext.engines.checkpoints import resumable_checkpoint_handlers
 from neonet_ext.engines.classification_report import ClassificationReport
@@ -32,6 +32,7 @@ __all__ = [
     "SaveCaseReportd",
     "TimeLimitHandler",
     "cpu_has_fast_bfloat16",
+    "drop_single_item_batch",
     "fit_latent_reference",
     "gradcam_target_layer",
     "latent_features",

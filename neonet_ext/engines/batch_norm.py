@@ -38,3 +38,15 @@ class BatchNormRecalibration:
         was_training = self.network.training
         update_bn((batch[self.image_key] for batch in self.loader), self.network, device=device)
         self.network.train(was_training)
+
+
+def drop_single_item_batch(num_items: int, batch_size: int) -> bool:
+    """``drop_last`` for a training DataLoader of a network with batch norm: True only when the last
+    batch would hold a single item.
+
+    Batch norm in training mode refuses a batch of one whose feature maps have shrunk to 1x1x1
+    (DenseNet-121 or ResNet-50 on 32x32x32 patches), in training and in
+    :class:`BatchNormRecalibration`'s pass alike. Other partial batches are kept, so a run that
+    does not end on one item trains on exactly what it did without this.
+    """
+    return num_items % batch_size == 1

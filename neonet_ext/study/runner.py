@@ -307,6 +307,9 @@ class Study:
                                         "in_channels": 2, "out_channels": 2, **self.profile.baseline_kwargs,
                                         **self.profile.model_kwargs.get(cell.model, {})}
             overrides["inputs"] = "@patch_inputs"
+            # the baselines' batch norms refuse a last batch of one patch at the small profiles' patch size
+            overrides["train#dataloader#drop_last"] = (
+                "$neonet_ext.engines.drop_single_item_batch(len(@train#dataset), @batch_size)")
         configs.append(str(RECORD_TRAINING_ITEMS))
         params = {"fold": cell.fold, "model": cell.model, "variant": cell.variant, "ratio": cell.ratio,
                   "profile": self.profile.name, "patch_source": self.patch_source,

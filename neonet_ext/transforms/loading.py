@@ -11,7 +11,7 @@ from monai.config import KeysCollection
 from monai.data import ITKReader, MetaTensor
 from monai.transforms import LoadImage, MapTransform, Transform
 
-from neonet_ext.data.dicom import choose_series, is_dicom_file, read_series, series_geometry
+from neonet_ext.data.dicom import choose_series, read_series, series_geometry
 
 __all__ = ["INPUT_WARNINGS", "SERIES_META_KEYS", "LoadScan", "LoadScand", "scan_meta"]
 
@@ -59,7 +59,7 @@ class LoadScan(Transform):
         """
         path = Path(source)
         if not path.is_dir():
-            if path.is_file() and (path.name.upper() == "DICOMDIR" or (is_dicom_file(path) and _is_media_directory(path))):
+            if path.is_file() and (path.name.upper() == "DICOMDIR" or _is_media_directory(path)):
                 raise ValueError(f"{path}: a DICOMDIR (the index of a CD export), not an image; give the folder that holds it.")
             image = self.loader(source)
             image.meta[INPUT_WARNINGS] = []
@@ -80,6 +80,8 @@ class LoadScan(Transform):
 
 
 def _is_media_directory(path: Path) -> bool:
+    """Whether ``path`` is a DICOMDIR, read once: without ``force``, pydicom refuses a file that lacks
+    the ``DICM`` magic (what :func:`~neonet_ext.data.dicom.is_dicom_file` would check first)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 

@@ -12,10 +12,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from neonet_ext.data.dicom import is_dicom_file
+
 __all__ = ["InputError", "InputSpec", "NIFTI_SUFFIXES", "resolve_input"]
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
-_DICOM_MAGIC_OFFSET = 128
 _logger = logging.getLogger(__name__)
 
 
@@ -52,23 +53,11 @@ def _nifti_case(path: Path) -> str:
     return path.stem
 
 
-def _is_dicom_file(path: Path) -> bool:
-    """A ``DICM`` magic after the 128-byte preamble (or a ``.dcm`` name: some exports lack the preamble)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(_DICOM_MAGIC_OFFSET)
-            if f.read(4) == b"DICM":
-                return True
-    except OSError:
-        return False
-    return path.suffix.lower() == ".dcm"
-
-
 def _first_dicom(folder: Path) -> Path | None:
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and _is_dicom_file(Path(root) / name):
+            if not name.startswith(".") and is_dicom_file(Path(root) / name):
                 return Path(root) / name
     return None
 
@@ -91,7 +80,7 @@ def resolve_input(path: str | os.PathLike) -> InputSpec:
     if path.is_file():
         if _is_nifti(path):
             return InputSpec("nifti", path, _nifti_case(path))
-        hint = " (a single DICOM file: pass the folder of its series)" if _is_dicom_file(path) else ""
+        hint = " (a single DICOM file: pass the folder of its series)" if is_dicom_file(path) else ""
         raise InputError(
             f"Input {path} is not a NIfTI file (.nii, .nii.gz){hint}; give a NIfTI file or a folder of DICOM files."
         )
