@@ -48,13 +48,14 @@ def release(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_the_docs_quote_the_shipped_weights_sha1(name):
-    """Each `<file>.pt` (..., sha1 `<40 hex digits>`) of a bundle's docs is that file of its models/."""
+    """Each `<file>.pt` or `.json` (..., sha1 `<40 hex digits>`) of a bundle's docs is that file of its models/."""
     import hashlib
     import re
 
     docs = (BUNDLES / name / "docs" / "README.md").read_text()
-    quoted = re.findall(r"`(?:models/)?([\w.]+\.pt)`\s*\([^()`]*sha1 `([0-9a-f]{40})`", docs)
-    assert {file for file, _ in quoted} == {p.name for p in (BUNDLES / name / "models").glob("*.pt")}
+    quoted = re.findall(r"`(?:models/)?([\w.]+\.(?:pt|json))`\s*\([^()`]*sha1\s+`([0-9a-f]{40})`", docs)
+    shipped = {p.name for p in (BUNDLES / name / "models").iterdir() if p.suffix in (".pt", ".json")}
+    assert {file for file, _ in quoted} == shipped
     for file, sha1 in quoted:
         assert hashlib.sha1((BUNDLES / name / "models" / file).read_bytes()).hexdigest() == sha1, file
 
