@@ -18,6 +18,7 @@ __all__ = [
     "bootstrap_auc",
     "expected_calibration_error",
     "label_volume_ml",
+    "select_channel",
 ]
 
 
@@ -140,3 +141,10 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, n_
         if members.any():
             ece += members.mean() * abs(labels[members].mean() - probabilities[members].mean())
     return float(ece)
+
+
+def select_channel(batch: tuple[Sequence, Sequence], channel: int) -> tuple[list, list]:
+    """Keep the background and one class of one-hot ``(preds, labels)`` (each C, X, Y, Z),
+    so that a Dice metric with ``include_background=False`` scores that class alone."""
+    keep = [0, channel]
+    return [p[keep] for p in batch[0]], [y[keep] for y in batch[1]]

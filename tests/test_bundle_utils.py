@@ -11,9 +11,10 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
+from neonet_ext.data.splits import split_cases
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case, write_cohort
-from neonet_ext.metrics import HausdorffDistanceMMMetric
-from neonet_ext.utils.bundle import latest_checkpoint, select_channel, split_cases
+from neonet_ext.engines.checkpoints import latest_checkpoint
+from neonet_ext.metrics import HausdorffDistanceMMMetric, select_channel
 
 
 def test_split_cases_is_seeded_and_keeps_a_validation_case():

@@ -30,7 +30,8 @@ import pandas as pd
 
 from neonet_ext.data import load_patch_datalist, patches_with_tumour, stratified_split, write_patch_datalist
 from neonet_ext.data.synthetic import oracle_auc, scoring_cohort_config, sign_reader_auc, write_cohort_once
-from neonet_ext.utils.bundle import bundle_run_command, latest_checkpoint
+from neonet_ext.engines import latest_checkpoint
+from neonet_ext.utils.bundle import bundle_run_command
 from neonet_ext.utils.io import atomic_write
 from neonet_ext.utils.tables import write_csv
 
