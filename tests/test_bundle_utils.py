@@ -1,4 +1,4 @@
-"""Helpers that bundle configs call: splitting, channel selection, HD95 in mm, resume, int16 data."""
+"""Helpers that bundle configs call: channel selection, HD95 in mm, resume, int16 data."""
 
 from __future__ import annotations
 
@@ -11,23 +11,9 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from neonet_ext.data.splits import split_cases
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case, write_cohort
 from neonet_ext.engines.checkpoints import latest_checkpoint
 from neonet_ext.metrics import HausdorffDistanceMMMetric, select_channel
-
-
-def test_split_cases_is_seeded_and_keeps_a_validation_case():
-    items = [{"image": str(i)} for i in range(10)]
-    train, val = split_cases(items, 0.2, seed=0)
-    assert len(train) == 8 and len(val) == 2
-    assert sorted(d["image"] for d in train + val) == sorted(d["image"] for d in items)
-    assert split_cases(items, 0.2, seed=0) == (train, val)
-    assert split_cases(items, 0.2, seed=1) != (train, val)
-    assert [len(part) for part in split_cases(items[:2], 0.01)] == [1, 1]
-    assert [len(part) for part in split_cases(items[:3], 0.99)] == [1, 2]
-    with pytest.raises(ValueError, match="at least two cases"):
-        split_cases(items[:1])
 
 
 def test_select_channel_keeps_background_and_one_class():

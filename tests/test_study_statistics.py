@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from neonet_ext.data.patches import stratified_folds
 from neonet_ext.study import ABLATIONS, BASELINES, PATTENNET, load_profile, plan_cells
 from neonet_ext.study.report import write_report
 from neonet_ext.study.statistics import auc, cross_validated_auc, holm, paired_bootstrap_test
@@ -55,22 +54,6 @@ def test_paired_test_separates_a_real_difference_from_none():
 def test_holm_adjustment():
     assert holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
     assert math.isnan(holm([0.01, float("nan")])[1])
-
-
-def test_stratified_folds_are_disjoint_balanced_and_seeded():
-    items = [{"case_id": f"c{i}", "pni": int(i % 3 == 0)} for i in range(64)]  # 22 positives
-    folds = stratified_folds(items, 5, seed=0)
-    ids = [item["case_id"] for fold in folds for item in fold]
-    assert sorted(ids) == sorted(i["case_id"] for i in items)  # a partition
-    assert max(map(len, folds)) - min(map(len, folds)) <= 1
-    positives = [sum(i["pni"] for i in fold) for fold in folds]
-    assert max(positives) - min(positives) <= 1
-    assert folds == stratified_folds(items, 5, seed=0)
-    assert folds != stratified_folds(items, 5, seed=1)
-    with pytest.raises(ValueError, match="fewer than the 5 folds"):
-        stratified_folds(items[:9], 5)
-    with pytest.raises(ValueError, match="synthetic"):
-        stratified_folds([*items, {"case_id": "s", "pni": 1, "synthetic": True}], 5)
 
 
 def test_profiles_and_the_grid():

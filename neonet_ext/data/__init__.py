@@ -19,8 +19,6 @@ _PATCHES = (
     "mix_synthetic",
     "patches_with_tumour",
     "relative_to_folder",
-    "stratified_folds",
-    "stratified_split",
     "synthetic_needed",
     "write_patch_datalist",
 )
