@@ -85,22 +85,6 @@ def test_time_limit_stops_at_the_end_of_an_epoch():
         TimeLimitHandler(0)
 
 
-def test_bootstrap_auc_interval_holds_the_auc_and_narrows_with_data():
-    from neonet_ext.metrics import bootstrap_auc
-
-    rng = np.random.default_rng(0)
-    small_y = rng.integers(0, 2, 40)
-    small = bootstrap_auc(small_y, small_y + rng.normal(0, 1.0, 40), n_resamples=500)
-    large_y = rng.integers(0, 2, 800)
-    large = bootstrap_auc(large_y, large_y + rng.normal(0, 1.0, 800), n_resamples=500)
-    for auc, low, high in (small, large):
-        assert low <= auc <= high
-    assert large[2] - large[1] < small[2] - small[1]
-    assert bootstrap_auc(small_y, small_y, n_resamples=50) == (1.0, 1.0, 1.0)
-    with pytest.raises(ValueError, match="both classes"):
-        bootstrap_auc(np.ones(5), np.ones(5))
-
-
 def test_expected_calibration_error():
     from neonet_ext.metrics import expected_calibration_error
 

@@ -429,11 +429,12 @@ class Study:
             import numpy as np
             import pandas as pd
 
-            from neonet_ext.data.synthetic import IMAGING_SIGNS, oracle_auc, sign_reader_auc
+            from neonet_ext.data.synthetic import IMAGING_SIGNS, sign_reader_auc
+            from neonet_ext.roc import roc_auc
 
             latents = pd.read_csv(table, dtype={"case_id": str}).set_index("case_id")
             if len(latents) and "pni_risk" in latents:
-                summary.update(synthetic=True, oracle_auc=oracle_auc(latents["pni"], latents["pni_risk"]))
+                summary.update(synthetic=True, oracle_auc=roc_auc(latents["pni"], latents["pni_risk"]))
             if folds and len(latents) and set(IMAGING_SIGNS) <= set(latents.columns):
                 per_fold = [sign_reader_auc(latents.loc[fold["train_cases"]], latents.loc[fold["test_cases"]])
                             for fold in folds]

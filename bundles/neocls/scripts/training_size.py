@@ -29,8 +29,9 @@ from pathlib import Path
 import pandas as pd
 
 from neonet_ext.data import load_patch_datalist, patches_with_tumour, split_cases, write_patch_datalist
-from neonet_ext.data.synthetic import oracle_auc, scoring_cohort_config, sign_reader_auc, write_cohort_once
+from neonet_ext.data.synthetic import scoring_cohort_config, sign_reader_auc, write_cohort_once
 from neonet_ext.engines import latest_checkpoint
+from neonet_ext.roc import roc_auc
 from neonet_ext.utils.bundle import bundle_run_command
 from neonet_ext.utils.io import atomic_write
 from neonet_ext.utils.tables import write_csv
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     test_file, test_latents = cohort_patches(out / "heldout", args.heldout, args.heldout_seed)
     test_items = patches_with_tumour(load_patch_datalist(test_file, required_keys=["patch", "pni"]))
     test_latents = test_latents.loc[[item["case_id"] for item in test_items]]
-    oracle = oracle_auc(test_latents["pni"], test_latents["pni_risk"])
+    oracle = roc_auc(test_latents["pni"], test_latents["pni_risk"])
     all_train = load_patch_datalist(train_file, required_keys=["patch", "pni"])
 
     rows = []
