@@ -1,4 +1,4 @@
-"""Helpers that bundle configs call: channel selection, HD95 in mm, resume, int16 data."""
+"""Helpers that bundle configs call: channel selection, HD95 in mm, resume, weight loading, int16 data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from monai.data import MetaTensor
 
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case, write_cohort
-from neonet_ext.engines.checkpoints import latest_checkpoint
+from neonet_ext.engines.checkpoints import latest_checkpoint, load_checkpoint, load_weights
 from neonet_ext.metrics import HausdorffDistanceMMMetric, select_channel
 
 
@@ -53,6 +53,30 @@ def test_latest_checkpoint_picks_the_newest(tmp_path):
         os.utime(path, (time.time() + i, time.time() + i))
     assert latest_checkpoint(tmp_path).endswith("checkpoint_epoch=10.pt")
 
+
+
+def test_load_weights_takes_a_state_dict_or_a_checkpoint_holding_one(tmp_path):
+    saved = torch.nn.Linear(3, 2)
+    torch.save(saved.state_dict(), tmp_path / "plain.pt")
+    torch.save({"model": saved.state_dict(), "epoch": 4}, tmp_path / "ignite.pt")
+    for name in ("plain.pt", "ignite.pt"):
+        loaded = load_weights(torch.nn.Linear(3, 2), tmp_path / name, map_location=torch.device("cpu"))
+        torch.testing.assert_close(loaded.weight, saved.weight)
+    assert load_checkpoint(tmp_path / "ignite.pt")["epoch"] == 4
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"NeoSeg weights not found: {tmp_path / 'absent.pt'} does not exist"):
+        load_weights(torch.nn.Linear(3, 2), tmp_path / "absent.pt", what="NeoSeg")
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="notes.pt are not a checkpoint"):
+        load_checkpoint(tmp_path / "notes.pt")
+    torch.save({"epoch": 3}, tmp_path / "unrelated.pt")
+    with pytest.raises(ValueError, match="unrelated.pt hold neither a state dict"):
+        load_weights(torch.nn.Linear(3, 2), tmp_path / "unrelated.pt")
+    torch.save(torch.nn.Linear(4, 2).state_dict(), tmp_path / "other.pt")
+    with pytest.raises(RuntimeError, match="(?s)other.pt do not fit the network.*size mismatch"):
+        load_weights(torch.nn.Linear(3, 2), tmp_path / "other.pt")
 
 def test_int16_cohort_stores_rounded_intensities(tmp_path):
     config = SyntheticCohortConfig(shape=(48, 40, 16), image_dtype="int16")

@@ -10,7 +10,6 @@ from .nets import (
     SwinClassifier,
     controlnet_condition_channels,
     get_classifier,
-    load_autoencoder_checkpoint,
     neogen_autoencoder,
     upsample_attention_map,
 )
@@ -28,6 +27,5 @@ __all__ = [
     "SpatialAttention",
     "SwinClassifier",
     "get_classifier",
-    "load_autoencoder_checkpoint",
     "upsample_attention_map",
 ]

@@ -6,7 +6,6 @@ from .pattennet import (
     FrozenLatentEncoder,
     PattenNet,
     PattenNetFromLatents,
-    load_autoencoder_checkpoint,
     upsample_attention_map,
 )
 
@@ -20,6 +19,5 @@ __all__ = [
     "PattenNetFromLatents",
     "SwinClassifier",
     "get_classifier",
-    "load_autoencoder_checkpoint",
     "upsample_attention_map",
 ]
