@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from neonet_ext.engines.checkpoints import load_weights
-
 __all__ = [
     "BundleStage",
     "bundle_root",
@@ -139,6 +137,8 @@ class BundleStage:
         weights_key: str = "checkpoint",
     ) -> None:
         from monai.bundle import ConfigParser
+
+        from neonet_ext.engines.checkpoints import load_weights
 
         root = Path(bundle_root).resolve()
         config = root / config_file
