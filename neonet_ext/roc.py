@@ -46,7 +46,8 @@ def resample_cases(rng: np.random.Generator, n_cases: int, n_resamples: int) -> 
 
 
 def percentile_interval(samples: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """The central ``confidence`` interval of bootstrap ``samples``: their percentiles at each tail; NaNs without samples."""
+    """The central ``confidence`` interval of bootstrap ``samples``: their percentiles at each tail;
+    NaNs without samples."""
     if not len(samples):
         return float("nan"), float("nan")
     tail = (1 - confidence) / 2 * 100
@@ -69,6 +70,6 @@ def bootstrap_auc(
     labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
     if len(set(labels.tolist())) != 2:
         raise ValueError("ROC AUC needs both classes among the labels")
-    aucs = [roc_auc(labels[idx], scores[idx]) for idx in resample_cases(np.random.default_rng(seed), len(labels), n_resamples)
-            if labels[idx].min() != labels[idx].max()]
+    resamples = resample_cases(np.random.default_rng(seed), len(labels), n_resamples)
+    aucs = [roc_auc(labels[idx], scores[idx]) for idx in resamples if labels[idx].min() != labels[idx].max()]
     return (roc_auc(labels, scores), *percentile_interval(aucs, confidence))

@@ -54,7 +54,8 @@ def test_split_is_seeded_and_keeps_a_validation_case():
 
 
 def _patients(n_neg: int, n_pos: int) -> list[dict]:
-    return [{"case_id": f"n{i}", "pni": 0} for i in range(n_neg)] + [{"case_id": f"p{i}", "pni": 1} for i in range(n_pos)]
+    negatives = [{"case_id": f"n{i}", "pni": 0} for i in range(n_neg)]
+    return negatives + [{"case_id": f"p{i}", "pni": 1} for i in range(n_pos)]
 
 
 def test_stratified_split_keeps_class_proportions_and_is_seeded():

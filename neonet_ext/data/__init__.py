@@ -1,7 +1,7 @@
 """Data sources of NeoNet: the deterministic synthetic HBP-MRI cohort (:mod:`neonet_ext.data.synthetic`),
 datalists of user images (:mod:`neonet_ext.data.discovery`), the patch datalists that link
-the bundles (:mod:`neonet_ext.data.patches`), training splits (:mod:`neonet_ext.data.splits`) and the frozen-autoencoder latent cache
-(:mod:`neonet_ext.data.latent_cache`)."""
+the bundles (:mod:`neonet_ext.data.patches`), their splits for training and cross-validation
+(:mod:`neonet_ext.data.splits`) and the frozen-autoencoder latent cache (:mod:`neonet_ext.data.latent_cache`)."""
 
 from __future__ import annotations
 

@@ -73,8 +73,8 @@ def _hold_out(groups: dict[int | None, list[dict]], val_fraction: float) -> tupl
         train += members[n_val:]
     if not train or not val:
         n = len(train) + len(val)
-        raise ValueError(f"need at least two cases (of a class, when stratified) to split into training and validation, "
-                         f"got {n}.")
+        raise ValueError(f"need at least two cases (of a class, when stratified) to split into training and "
+                         f"validation, got {n}.")
     return train, val
 
 

@@ -74,7 +74,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", what: st
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling fails in many ways (a truncated file, a text file, a refused global)
-        raise ValueError(f"{what} weights {path} are not a checkpoint torch can read with weights_only=True: {e}") from e
+        raise ValueError(
+            f"{what} weights {path} are not a checkpoint torch can read with weights_only=True: {e}"
+        ) from e
 
 
 def load_weights(
