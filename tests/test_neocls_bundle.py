@@ -116,7 +116,7 @@ def test_autoencoder_of_other_widths_is_named(tmp_path):
     result = bundle_run(["train.json", TINY], "--autoencoder_path", str(tmp_path / "wide.pt"), "--output_dir",
                         str(tmp_path / "run"), "--epochs", "1", check=False)
     log = result.stdout + result.stderr
-    assert result.returncode != 0 and f"autoencoder checkpoint '{tmp_path / 'wide.pt'}' does not match" in log
+    assert result.returncode != 0 and f"NeoGen autoencoder weights {tmp_path / 'wide.pt'} do not fit the network" in log
 
 
 def test_synthetic_patches_from_validation_masks_are_refused(autoencoder, tmp_path):
