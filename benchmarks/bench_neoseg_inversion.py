@@ -22,6 +22,7 @@ from monai.transforms import AsDiscreted, Invertd
 
 from _common import median_times_in_turn
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case
+from neonet_ext.engines import load_weights
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "neoseg"
@@ -41,7 +42,7 @@ def main() -> None:
     bundle.read_config(str(BUNDLE / "configs" / "inference.json"))
     bundle.update({"bundle_root": str(BUNDLE), "device": "$torch.device('cpu')"})
     network = bundle.get_parsed_content("network").eval()
-    network.load_state_dict(torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True))
+    load_weights(network, BUNDLE / "models" / "model.pt", what="NeoSeg")
     preprocessing, inferer = bundle.get_parsed_content("preprocessing"), bundle.get_parsed_content("inferer")
     data = preprocessing({"image": str(folder / "case_000.nii.gz")})
 

@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case, oracle_auc, sample_cohort_latents
+from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case, sample_cohort_latents
+from neonet_ext.roc import roc_auc
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     print(f"oracle AUC over {args.draws} latent draws, seed {args.seed}")
     for effect in (0.0, 0.5, 1.0, 1.5, 2.0):
         latents = sample_cohort_latents(args.draws, args.seed, SyntheticCohortConfig(effect=effect))
-        print(f"  effect {effect:3.1f}: {oracle_auc(latents['pni'], latents['pni_risk']):.3f}")
+        print(f"  effect {effect:3.1f}: {roc_auc(latents['pni'], latents['pni_risk']):.3f}")
 
     for name, config in (("default", SyntheticCohortConfig()), ("full-size", SyntheticCohortConfig.full_size())):
         generate_case(0, args.seed, config)  # warm-up

@@ -8,7 +8,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "engines", "generative", "labels", "metrics", "networks", "transforms", "utils", "visualize")
+_SUBMODULES = ("data", "engines", "generative", "labels", "metrics", "networks", "roc", "transforms", "utils", "visualize")
 
 
 def __getattr__(name: str):

@@ -15,9 +15,9 @@ __all__ = [
     "HausdorffDistanceMM",
     "HausdorffDistanceMMMetric",
     "attention_share",
-    "bootstrap_auc",
     "expected_calibration_error",
     "label_volume_ml",
+    "select_channel",
 ]
 
 
@@ -105,30 +105,6 @@ class HausdorffDistanceMM(IgniteMetricHandler):
         super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)
 
 
-def bootstrap_auc(
-    labels: np.ndarray, scores: np.ndarray, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
-    """ROC AUC with a percentile bootstrap confidence interval: ``(auc, low, high)``.
-
-    Cases are resampled with replacement ``n_resamples`` times (seeded); resamples holding
-    one class only are skipped, as their AUC is undefined. Without resamples the bounds are NaN.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
-    if len(set(labels.tolist())) != 2:
-        raise ValueError("ROC AUC needs both classes among the labels")
-    rng = np.random.default_rng(seed)
-    aucs = []
-    for _ in range(n_resamples):
-        idx = rng.integers(0, len(labels), len(labels))
-        if labels[idx].min() != labels[idx].max():
-            aucs.append(roc_auc_score(labels[idx], scores[idx]))
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(aucs, [tail, 100 - tail]) if aucs else (np.nan, np.nan)
-    return float(roc_auc_score(labels, scores)), float(low), float(high)
-
-
 def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, n_bins: int = 10) -> float:
     """ECE of positive-class probabilities: the case-weighted mean |observed rate - mean probability|
     over ``n_bins`` equal-width bins of [0, 1]."""
@@ -140,3 +116,10 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, n_
         if members.any():
             ece += members.mean() * abs(labels[members].mean() - probabilities[members].mean())
     return float(ece)
+
+
+def select_channel(batch: tuple[Sequence, Sequence], channel: int) -> tuple[list, list]:
+    """Keep the background and one class of one-hot ``(preds, labels)`` (each C, X, Y, Z),
+    so that a Dice metric with ``include_background=False`` scores that class alone."""
+    keep = [0, channel]
+    return [p[keep] for p in batch[0]], [y[keep] for y in batch[1]]

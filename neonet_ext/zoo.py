@@ -94,7 +94,7 @@ def check_weights_load_on_cpu(bundle_dir: str | os.PathLike) -> None:
     unless the caller maps them, the zoo's most common user complaint. Such weights are
     re-saved on the CPU before a release (``torch.save({k: v.cpu() ...})``).
     """
-    import torch
+    from neonet_ext.engines.checkpoints import load_checkpoint
 
     for path in sorted((Path(bundle_dir) / "models").glob("*.pt")):
         saved_on: set[str] = set()
@@ -103,7 +103,7 @@ def check_weights_load_on_cpu(bundle_dir: str | os.PathLike) -> None:
             saved_on.add(location)
             return storage
 
-        torch.load(path, map_location=record, weights_only=True)
+        load_checkpoint(path, map_location=record)
         if any(not location.startswith("cpu") for location in saved_on):
             raise ValueError(
                 f"{path} holds tensors saved on {', '.join(sorted(saved_on))}: torch.load fails on CPU-only machines "
@@ -116,7 +116,9 @@ def weights_to_cpu(path: str | os.PathLike) -> Path:
     """Re-save the state dict at ``path`` with every tensor on the CPU (atomically); return ``path``."""
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from neonet_ext.engines.checkpoints import load_checkpoint
+
+    state = load_checkpoint(path)
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 

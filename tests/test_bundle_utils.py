@@ -1,4 +1,4 @@
-"""Helpers that bundle configs call: splitting, channel selection, HD95 in mm, resume, int16 data."""
+"""Helpers that bundle configs call: channel selection, HD95 in mm, resume, weight loading, int16 data."""
 
 from __future__ import annotations
 
@@ -12,21 +12,8 @@ import torch
 from monai.data import MetaTensor
 
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case, write_cohort
-from neonet_ext.metrics import HausdorffDistanceMMMetric
-from neonet_ext.utils.bundle import latest_checkpoint, select_channel, split_cases
-
-
-def test_split_cases_is_seeded_and_keeps_a_validation_case():
-    items = [{"image": str(i)} for i in range(10)]
-    train, val = split_cases(items, 0.2, seed=0)
-    assert len(train) == 8 and len(val) == 2
-    assert sorted(d["image"] for d in train + val) == sorted(d["image"] for d in items)
-    assert split_cases(items, 0.2, seed=0) == (train, val)
-    assert split_cases(items, 0.2, seed=1) != (train, val)
-    assert [len(part) for part in split_cases(items[:2], 0.01)] == [1, 1]
-    assert [len(part) for part in split_cases(items[:3], 0.99)] == [1, 2]
-    with pytest.raises(ValueError, match="at least two cases"):
-        split_cases(items[:1])
+from neonet_ext.engines.checkpoints import latest_checkpoint, load_checkpoint, load_weights
+from neonet_ext.metrics import HausdorffDistanceMMMetric, select_channel
 
 
 def test_select_channel_keeps_background_and_one_class():
@@ -67,6 +54,30 @@ def test_latest_checkpoint_picks_the_newest(tmp_path):
     assert latest_checkpoint(tmp_path).endswith("checkpoint_epoch=10.pt")
 
 
+
+def test_load_weights_takes_a_state_dict_or_a_checkpoint_holding_one(tmp_path):
+    saved = torch.nn.Linear(3, 2)
+    torch.save(saved.state_dict(), tmp_path / "plain.pt")
+    torch.save({"model": saved.state_dict(), "epoch": 4}, tmp_path / "ignite.pt")
+    for name in ("plain.pt", "ignite.pt"):
+        loaded = load_weights(torch.nn.Linear(3, 2), tmp_path / name, map_location=torch.device("cpu"))
+        torch.testing.assert_close(loaded.weight, saved.weight)
+    assert load_checkpoint(tmp_path / "ignite.pt")["epoch"] == 4
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"NeoSeg weights not found: {tmp_path / 'absent.pt'} does not exist"):
+        load_weights(torch.nn.Linear(3, 2), tmp_path / "absent.pt", what="NeoSeg")
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="notes.pt are not a checkpoint"):
+        load_checkpoint(tmp_path / "notes.pt")
+    torch.save({"epoch": 3}, tmp_path / "unrelated.pt")
+    with pytest.raises(ValueError, match="unrelated.pt hold neither a state dict"):
+        load_weights(torch.nn.Linear(3, 2), tmp_path / "unrelated.pt")
+    torch.save(torch.nn.Linear(4, 2).state_dict(), tmp_path / "other.pt")
+    with pytest.raises(RuntimeError, match="(?s)other.pt do not fit the network.*size mismatch"):
+        load_weights(torch.nn.Linear(3, 2), tmp_path / "other.pt")
+
 def test_int16_cohort_stores_rounded_intensities(tmp_path):
     config = SyntheticCohortConfig(shape=(48, 40, 16), image_dtype="int16")
     write_cohort(tmp_path, 1, 4, config, verbose=False)
@@ -96,22 +107,6 @@ def test_time_limit_stops_at_the_end_of_an_epoch():
     assert unlimited.state.epoch == 3
     with pytest.raises(ValueError, match="positive"):
         TimeLimitHandler(0)
-
-
-def test_bootstrap_auc_interval_holds_the_auc_and_narrows_with_data():
-    from neonet_ext.metrics import bootstrap_auc
-
-    rng = np.random.default_rng(0)
-    small_y = rng.integers(0, 2, 40)
-    small = bootstrap_auc(small_y, small_y + rng.normal(0, 1.0, 40), n_resamples=500)
-    large_y = rng.integers(0, 2, 800)
-    large = bootstrap_auc(large_y, large_y + rng.normal(0, 1.0, 800), n_resamples=500)
-    for auc, low, high in (small, large):
-        assert low <= auc <= high
-    assert large[2] - large[1] < small[2] - small[1]
-    assert bootstrap_auc(small_y, small_y, n_resamples=50) == (1.0, 1.0, 1.0)
-    with pytest.raises(ValueError, match="both classes"):
-        bootstrap_auc(np.ones(5), np.ones(5))
 
 
 def test_expected_calibration_error():

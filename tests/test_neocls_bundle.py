@@ -12,7 +12,8 @@ from monai.transforms import LoadImage
 from sklearn.metrics import roc_auc_score
 
 from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, parse_configs, run_bundle
-from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour, stratified_split
+from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour
+from neonet_ext.data.splits import split_cases
 from neonet_ext.networks import neogen_autoencoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ def imbalanced_real(tmp_path: Path) -> tuple[Path, list[dict]]:
 
 def test_pattennet_trains_on_real_and_synthetic_patches(autoencoder, tmp_path):
     real_file, real = imbalanced_real(tmp_path)
-    train_split, _ = stratified_split(real, 0.2, seed=0)
+    train_split, _ = split_cases(real, 0.2, seed=0, stratify_by="pni")
     n_neg, n_pos = sum(i["pni"] == 0 for i in train_split), sum(i["pni"] == 1 for i in train_split)
     assert n_neg > n_pos
     sources = [item for item in train_split if item["pni"] == 1]
@@ -115,12 +116,12 @@ def test_autoencoder_of_other_widths_is_named(tmp_path):
     result = bundle_run(["train.json", TINY], "--autoencoder_path", str(tmp_path / "wide.pt"), "--output_dir",
                         str(tmp_path / "run"), "--epochs", "1", check=False)
     log = result.stdout + result.stderr
-    assert result.returncode != 0 and f"autoencoder checkpoint '{tmp_path / 'wide.pt'}' does not match" in log
+    assert result.returncode != 0 and f"NeoGen autoencoder weights {tmp_path / 'wide.pt'} do not fit the network" in log
 
 
 def test_synthetic_patches_from_validation_masks_are_refused(autoencoder, tmp_path):
     real_file, real = imbalanced_real(tmp_path)
-    _, val_split = stratified_split(real, 0.2, seed=0)
+    _, val_split = split_cases(real, 0.2, seed=0, stratify_by="pni")
     positive = next(item for item in val_split if item["pni"] == 1)
     leak = [{"case_id": f"syn{i}", "patch": positive["patch"], "pni": 1, "synthetic": True,
              "source_case": positive["case_id"]} for i in range(10)]

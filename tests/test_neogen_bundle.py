@@ -15,7 +15,7 @@ import torch
 
 from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, parse_configs, run_bundle
 from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour
-from neonet_ext.utils.bundle import split_cases
+from neonet_ext.data.splits import split_cases
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "neogen"

@@ -1,26 +1,15 @@
-"""Splitting real patches and mixing in synthetic ones (NeoCls training data)."""
+"""Mixing synthetic patches into the real ones (NeoCls training data)."""
 
 from __future__ import annotations
 
 import pytest
 
-from neonet_ext.data.patches import mix_synthetic, stratified_split, synthetic_needed
+from neonet_ext.data.patches import mix_synthetic, synthetic_needed
+from neonet_ext.data.splits import split_cases
 
 
 def real(n_neg: int, n_pos: int) -> list[dict]:
     return [{"case_id": f"n{i}", "pni": 0} for i in range(n_neg)] + [{"case_id": f"p{i}", "pni": 1} for i in range(n_pos)]
-
-
-def test_stratified_split_keeps_class_proportions_and_is_seeded():
-    items = real(84, 44)  # the study's cohort: 128 patients, 44 PNI+
-    train, val = stratified_split(items, 0.2, seed=3)
-    assert sum(i["pni"] for i in val) == 9 and len(val) == 17 + 9
-    assert {i["case_id"] for i in train}.isdisjoint(i["case_id"] for i in val)
-    assert len(train) + len(val) == 128
-    assert stratified_split(items, 0.2, seed=3) == (train, val)
-    assert stratified_split(items, 0.2, seed=4) != (train, val)
-    with pytest.raises(ValueError, match="synthetic patches must not be split"):
-        stratified_split([*items, {"case_id": "s", "pni": 1, "synthetic": True}])
 
 
 @pytest.mark.parametrize("ratio, expected", [(0, 0), (0.25, 10), (0.5, 20), (0.75, 30), (1.0, 40)])
@@ -30,7 +19,7 @@ def test_synthetic_needed_follows_the_ratio(ratio, expected):
 
 
 def test_mix_synthetic_balances_from_training_masks_only():
-    train, _ = stratified_split(real(20, 8), 0.25, seed=0)
+    train, _ = split_cases(real(20, 8), 0.25, seed=0, stratify_by="pni")
     n_neg = sum(i["pni"] == 0 for i in train)
     sources = [i["case_id"] for i in train if i["pni"] == 1]
     synthetic = [{"case_id": f"s{k}", "pni": 1, "synthetic": True, "source_case": sources[k % len(sources)]}

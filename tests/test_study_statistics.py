@@ -8,12 +8,11 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 
-from neonet_ext.data.patches import stratified_folds
+from neonet_ext.roc import roc_auc
 from neonet_ext.study import ABLATIONS, BASELINES, PATTENNET, load_profile, plan_cells
 from neonet_ext.study.report import write_report
-from neonet_ext.study.statistics import auc, cross_validated_auc, holm, paired_bootstrap_test
+from neonet_ext.study.statistics import cross_validated_auc, holm, paired_bootstrap_test
 
 
 def _fold(rng, n_pos, n_neg, separation, offset=0):
@@ -22,23 +21,32 @@ def _fold(rng, n_pos, n_neg, separation, offset=0):
     return {f"case_{offset + i:03d}": (y, float(s)) for i, (y, s) in enumerate(zip(labels, scores))}
 
 
-def test_auc_matches_sklearn_with_ties():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 40)
-    scores = np.round(rng.normal(size=40), 1)  # rounding makes ties
-    assert auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
-    assert math.isnan(auc([1, 1], [0.2, 0.3]))
-
-
 def test_cross_validated_auc_is_the_mean_of_the_fold_aucs_with_an_interval_around_it():
     rng = np.random.default_rng(1)
     folds = [_fold(rng, 5, 9, 1.0, 20 * k) for k in range(5)]
     mean, low, high = cross_validated_auc(folds, n_resamples=500)
-    expected = np.mean([auc([y for y, _ in f.values()], [s for _, s in f.values()]) for f in folds])
+    expected = np.mean([roc_auc([y for y, _ in f.values()], [s for _, s in f.values()]) for f in folds])
     assert mean == pytest.approx(expected)
     assert low < mean < high
     assert 0 <= low and high <= 1
 
+
+
+def test_intervals_and_tests_are_the_ones_documented_figures_were_made_with():
+    # computed with the bootstrap before the AUC was unified (pair counting; the same resamples)
+    rng = np.random.default_rng(0)
+    rng.integers(0, 2, 40), rng.normal(0, 1, 40)  # the draws of test_roc's example, for the same folds as pinned
+    folds, folds_b = [], []
+    for f in range(3):
+        labels = rng.integers(0, 2, 15)
+        a, b = np.round(labels + rng.normal(0, 1, 15), 1), np.round(labels * 0.5 + rng.normal(0, 1, 15), 1)
+        folds.append({f"f{f}c{i}": (int(labels[i]), float(a[i])) for i in range(15)})
+        folds_b.append({f"f{f}c{i}": (int(labels[i]), float(b[i])) for i in range(15)})
+    expected = (0.8111904761904762, 0.659797619047619, 0.9183630952380951)
+    assert cross_validated_auc(folds, 300, seed=1) == pytest.approx(expected, abs=1e-12)
+    paired = paired_bootstrap_test(folds, folds_b, 300, seed=2)
+    assert paired == pytest.approx({"difference": 0.18035714285714288, "ci95_low": -0.013071428571428522,
+                                    "ci95_high": 0.37162797619047616, "p_value": 0.06666666666666667}, abs=1e-12)
 
 def test_paired_test_separates_a_real_difference_from_none():
     rng = np.random.default_rng(2)
@@ -55,22 +63,6 @@ def test_paired_test_separates_a_real_difference_from_none():
 def test_holm_adjustment():
     assert holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
     assert math.isnan(holm([0.01, float("nan")])[1])
-
-
-def test_stratified_folds_are_disjoint_balanced_and_seeded():
-    items = [{"case_id": f"c{i}", "pni": int(i % 3 == 0)} for i in range(64)]  # 22 positives
-    folds = stratified_folds(items, 5, seed=0)
-    ids = [item["case_id"] for fold in folds for item in fold]
-    assert sorted(ids) == sorted(i["case_id"] for i in items)  # a partition
-    assert max(map(len, folds)) - min(map(len, folds)) <= 1
-    positives = [sum(i["pni"] for i in fold) for fold in folds]
-    assert max(positives) - min(positives) <= 1
-    assert folds == stratified_folds(items, 5, seed=0)
-    assert folds != stratified_folds(items, 5, seed=1)
-    with pytest.raises(ValueError, match="fewer than the 5 folds"):
-        stratified_folds(items[:9], 5)
-    with pytest.raises(ValueError, match="synthetic"):
-        stratified_folds([*items, {"case_id": "s", "pni": 1, "synthetic": True}], 5)
 
 
 def test_profiles_and_the_grid():
@@ -104,7 +96,7 @@ def _rows(profile, quality):
         q = quality.get((cell.model, cell.variant, cell.ratio), 0.0)
         scores = {c: (y, s + q * y) for c, (y, s) in base[cell.fold].items()}
         rows.append({"fold": cell.fold, "model": cell.model, "variant": cell.variant, "ratio": cell.ratio,
-                     "auc": auc([y for y, _ in scores.values()], [s for _, s in scores.values()]), "n_train_real": 64,
+                     "auc": roc_auc([y for y, _ in scores.values()], [s for _, s in scores.values()]), "n_train_real": 64,
                      "n_train_synthetic": 0, "n_test": 16, "n_test_positive": 6, "seconds": 1.0, "error": "",
                      "profile": profile.name, "patch_source": "neoseg", "leaky_generator": False, "seed": 0,
                      "scores": scores})

@@ -25,7 +25,6 @@ from neonet_ext.data.synthetic import (
     cohort,
     generate_case,
     main,
-    oracle_auc,
     sample_cohort_latents,
     scoring_cohort_config,
     sign_reader_auc,
@@ -33,6 +32,7 @@ from neonet_ext.data.synthetic import (
     write_cohort_once,
 )
 from neonet_ext.labels import BACKGROUND, LABEL_NAMES, LIVER, TUMOUR
+from neonet_ext.roc import roc_auc
 
 REPO = Path(__file__).resolve().parents[1]
 #: Small enough that a case takes ~0.1 s, large enough to hold all the anatomy.
@@ -219,7 +219,7 @@ def test_prevalence_is_exact_per_block():
 @pytest.mark.parametrize(("effect", "low", "high"), [(0.0, 0.45, 0.55), (1.0, 0.82, 0.92), (2.0, 0.96, 1.0)])
 def test_oracle_auc_follows_effect(effect, low, high):
     latents = sample_cohort_latents(2000, 11, SyntheticCohortConfig(effect=effect))
-    assert low <= oracle_auc(latents.pni, latents.pni_risk) <= high
+    assert low <= roc_auc(latents.pni, latents.pni_risk) <= high
 
 
 def test_signs_differ_by_class_but_overlap():
@@ -227,22 +227,22 @@ def test_signs_differ_by_class_but_overlap():
     positive, negative = latents[latents.pni == 1], latents[latents.pni == 0]
     for sign in ("spiculation_amplitude", "halo_strength", "n_extensions", "margin_irregularity_mm"):
         assert positive[sign].mean() > negative[sign].mean(), sign
-        assert 0.55 < oracle_auc(latents.pni, latents[sign]) < 0.85, sign
+        assert 0.55 < roc_auc(latents.pni, latents[sign]) < 0.85, sign
         assert positive[sign].min() < negative[sign].max(), sign
     # with no effect a sign says nothing about PNI
     null = sample_cohort_latents(2000, 2, SyntheticCohortConfig(effect=0.0))
-    assert abs(oracle_auc(null.pni, null.spiculation_amplitude) - 0.5) < 0.05
+    assert abs(roc_auc(null.pni, null.spiculation_amplitude) - 0.5) < 0.05
 
 
 def test_oracle_auc_of_one_class_is_nan():
-    assert np.isnan(oracle_auc([1, 1, 1], [0.1, 0.2, 0.3]))
+    assert np.isnan(roc_auc([1, 1, 1], [0.1, 0.2, 0.3]))
 
 
 def test_sign_reader_sits_between_chance_and_the_oracle():
     train, test = sample_cohort_latents(2000, 3), sample_cohort_latents(2000, 4)
-    reader, oracle = sign_reader_auc(train, test), oracle_auc(test.pni, test.pni_risk)
+    reader, oracle = sign_reader_auc(train, test), roc_auc(test.pni, test.pni_risk)
     # the signs together say more than any one of them, and less than the risk they are drawn from
-    assert max(oracle_auc(test.pni, test[sign]) for sign in IMAGING_SIGNS) + 0.03 < reader < oracle - 0.03
+    assert max(roc_auc(test.pni, test[sign]) for sign in IMAGING_SIGNS) + 0.03 < reader < oracle - 0.03
     null = SyntheticCohortConfig(effect=0.0)
     assert abs(sign_reader_auc(sample_cohort_latents(2000, 3, null), sample_cohort_latents(2000, 4, null)) - 0.5) < 0.05
     assert np.isnan(sign_reader_auc(train[train.pni == 0], test))

@@ -1,7 +1,7 @@
 """Data sources of NeoNet: the deterministic synthetic HBP-MRI cohort (:mod:`neonet_ext.data.synthetic`),
 datalists of user images (:mod:`neonet_ext.data.discovery`), the patch datalists that link
-the bundles (:mod:`neonet_ext.data.patches`) and the frozen-autoencoder latent cache
-(:mod:`neonet_ext.data.latent_cache`)."""
+the bundles (:mod:`neonet_ext.data.patches`), their splits for training and cross-validation
+(:mod:`neonet_ext.data.splits`) and the frozen-autoencoder latent cache (:mod:`neonet_ext.data.latent_cache`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import importlib
 
 _DISCOVERY = ("NIFTI_SUFFIXES", "datalist_from", "describe_case_error", "find_cases")
 _LATENT_CACHE = ("LatentCache", "autoencoder_fingerprint")
+_SPLITS = ("split_cases",)
 _PATCHES = (
     "AUTOENCODER_INPUTS",
     "PATH_KEYS",
@@ -19,8 +20,6 @@ _PATCHES = (
     "mix_synthetic",
     "patches_with_tumour",
     "relative_to_folder",
-    "stratified_folds",
-    "stratified_split",
     "synthetic_needed",
     "write_patch_datalist",
 )
@@ -29,6 +28,7 @@ __all__ = [
     *_DISCOVERY,
     *_LATENT_CACHE,
     *_PATCHES,
+    *_SPLITS,
     "IMAGING_SIGNS",
     "CaseLatents",
     "SyntheticCase",
@@ -47,7 +47,7 @@ def __getattr__(name: str):
     # torch and MONAI (latent cache, discovery) or the generator's scipy and nibabel.
     if name in __all__:
         modules = {**dict.fromkeys(_DISCOVERY, "discovery"), **dict.fromkeys(_LATENT_CACHE, "latent_cache"),
-                   **dict.fromkeys(_PATCHES, "patches")}
+                   **dict.fromkeys(_PATCHES, "patches"), **dict.fromkeys(_SPLITS, "splits")}
         module = modules.get(name, "synthetic")
         return getattr(importlib.import_module(f"neonet_ext.data.{module}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -85,9 +85,9 @@ class LatentCache:
         progress: bool = True,
     ) -> None:
         if autoencoder_checkpoint is not None:
-            from neonet_ext.networks.nets.pattennet import load_autoencoder_checkpoint
+            from neonet_ext.engines.checkpoints import load_weights
 
-            load_autoencoder_checkpoint(autoencoder, autoencoder_checkpoint)
+            load_weights(autoencoder, autoencoder_checkpoint, what="NeoGen autoencoder")
         self.autoencoder = autoencoder.eval()
         self.views = patch_views(views) if isinstance(views, int) else list(views)
         if not self.views:

@@ -24,8 +24,6 @@ __all__ = [
     "load_patch_datalist",
     "classifier_datalist",
     "patches_with_tumour",
-    "stratified_folds",
-    "stratified_split",
     "synthetic_needed",
     "mix_synthetic",
     "class_weights",
@@ -164,58 +162,6 @@ def patches_with_tumour(items: Sequence[dict], source_key: str = "source_image")
             item[source_key] = item.pop("image")
         kept.append(item)
     return kept
-
-
-def stratified_split(
-    items: Sequence[dict], val_fraction: float = 0.2, seed: int = 0, class_key: str = "pni"
-) -> tuple[list[dict], list[dict]]:
-    """Split real patches into (train, validation) with each class in the same proportion.
-
-    Per class, ``round(val_fraction * n_class)`` items (at least one when the class has two
-    or more) go to validation, chosen with ``seed``. Synthetic items are refused: they
-    belong to training only (see :func:`mix_synthetic`).
-    """
-    if any(item.get("synthetic") for item in items):
-        raise ValueError("synthetic patches must not be split into validation: split the real patches, then mix")
-    train, val = [], []
-    rng = np.random.default_rng(seed)
-    for cls in sorted({int(item[class_key]) for item in items}):
-        members = [item for item in items if int(item[class_key]) == cls]
-        order = rng.permutation(len(members))
-        n_val = min(max(1, round(val_fraction * len(members))), len(members) - 1) if len(members) > 1 else 0
-        val += [members[i] for i in order[:n_val]]
-        train += [members[i] for i in order[n_val:]]
-    if not train or not val:
-        raise ValueError(f"cannot split {len(items)} patches into training and validation")
-    return train, val
-
-
-def stratified_folds(items: Sequence[dict], n_folds: int = 5, seed: int = 0, class_key: str = "pni") -> list[list[dict]]:
-    """Split real patches into ``n_folds`` folds with each class spread evenly (patient level: one item a patient).
-
-    Per class the items are shuffled with ``seed`` and dealt to the folds in turn, so fold
-    sizes differ by at most one per class. Synthetic items are refused, as in :func:`stratified_split`.
-
-    Raises:
-        ValueError: synthetic items, duplicate case ids, or a class with fewer items than folds
-            (a fold without both classes has no AUC).
-    """
-    if any(item.get("synthetic") for item in items):
-        raise ValueError("synthetic patches must not be split into folds: split the real patches, then mix")
-    ids = [item.get("case_id") for item in items]
-    if len(set(ids)) != len(ids):
-        raise ValueError("folds are patient-level: every item needs its own case_id")
-    folds: list[list[dict]] = [[] for _ in range(n_folds)]
-    rng = np.random.default_rng(seed)
-    offset = 0
-    for cls in sorted({int(item[class_key]) for item in items}):
-        members = [item for item in items if int(item[class_key]) == cls]
-        if len(members) < n_folds:
-            raise ValueError(f"class {cls} has {len(members)} patients, fewer than the {n_folds} folds")
-        for rank, i in enumerate(rng.permutation(len(members))):
-            folds[(offset + rank) % n_folds].append(members[i])
-        offset += len(members)  # the next class starts where this one stopped, evening out fold sizes
-    return folds
 
 
 def synthetic_needed(n_negative: int, n_positive: int, ratio: float) -> int:

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from neonet_ext.metrics import bootstrap_auc, expected_calibration_error
+from neonet_ext.metrics import expected_calibration_error
+from neonet_ext.roc import bootstrap_auc
 from neonet_ext.utils.io import atomic_write
 from neonet_ext.utils.tables import write_csv
 

@@ -11,6 +11,8 @@ from monai.engines.utils import DiffusionPrepareBatch
 from monai.inferers import ControlNetDiffusionInferer, Inferer
 from monai.networks.schedulers import RFlowScheduler, Scheduler
 
+from neonet_ext.engines.checkpoints import load_checkpoint
+
 
 class LatentScale(torch.nn.Module):
     """The factor that brings autoencoder latents to unit variance, kept as a buffer.
@@ -155,14 +157,12 @@ def load_diffusion_checkpoint(
 ) -> None:
     """Load a diffusion checkpoint ``{"model": ..., "latent_scale": ...}`` (as train_diffusion.json saves it).
 
-    Loaded with ``weights_only=True`` on ``map_location``; errors name the file.
+    Read by :func:`neonet_ext.engines.load_checkpoint` onto ``map_location``; errors name the file.
     """
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"diffusion checkpoint {path} does not exist: train the diffusion stage first") from None
-    except Exception as e:
-        raise ValueError(f"cannot read diffusion checkpoint {path}: {e}") from e
+        state = load_checkpoint(path, map_location, what="NeoGen diffusion")
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e} Train the diffusion stage first.") from None
     if not isinstance(state, dict) or not {"model", "latent_scale"} <= set(state):
         raise ValueError(f"{path} is not a NeoGen diffusion checkpoint: expected the keys 'model' and 'latent_scale'")
     diffusion_model.load_state_dict(state["model"])

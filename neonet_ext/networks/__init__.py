@@ -1,25 +1,17 @@
-"""NeoNet networks, importable by bundle configs, e.g. ``"_target_": "neonet_ext.networks.PattenNet"``."""
+"""NeoNet networks, importable by bundle configs, e.g. ``"_target_": "neonet_ext.networks.PattenNet"``.
 
-from .blocks import ChannelAttention, DualAttentionBlock, SpatialAttention
-from .nets import (
-    CLASSIFIER_NAMES,
-    NEOGEN_AUTOENCODER,
-    FrozenLatentEncoder,
-    PattenNet,
-    PattenNetFromLatents,
-    SwinClassifier,
-    controlnet_condition_channels,
-    get_classifier,
-    load_autoencoder_checkpoint,
-    neogen_autoencoder,
-    upsample_attention_map,
-)
+This package is their one public home: :mod:`.nets` (the classifiers, NeoGen's autoencoder) and
+:mod:`.blocks` (their building blocks) hold the modules.
+"""
+
+from .blocks.dual_attention import ChannelAttention, DualAttentionBlock, SpatialAttention
+from .nets.baselines import CLASSIFIER_NAMES, SwinClassifier, get_classifier
+from .nets.neogen_autoencoder import NEOGEN_AUTOENCODER, controlnet_condition_channels, neogen_autoencoder
+from .nets.pattennet import FrozenLatentEncoder, PattenNet, PattenNetFromLatents, upsample_attention_map
 
 __all__ = [
     "CLASSIFIER_NAMES",
     "NEOGEN_AUTOENCODER",
-    "controlnet_condition_channels",
-    "neogen_autoencoder",
     "ChannelAttention",
     "DualAttentionBlock",
     "FrozenLatentEncoder",
@@ -27,7 +19,8 @@ __all__ = [
     "PattenNetFromLatents",
     "SpatialAttention",
     "SwinClassifier",
+    "controlnet_condition_channels",
     "get_classifier",
-    "load_autoencoder_checkpoint",
+    "neogen_autoencoder",
     "upsample_attention_map",
 ]

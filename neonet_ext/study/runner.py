@@ -31,10 +31,10 @@ from typing import Any
 from neonet_ext.data.patches import (
     load_patch_datalist,
     patches_with_tumour,
-    stratified_folds,
     synthetic_needed,
     write_patch_datalist,
 )
+from neonet_ext.data.splits import split_cases
 from neonet_ext.study.grid import PATTENNET, Cell, plan_cells
 from neonet_ext.study.profiles import StudyProfile
 from neonet_ext.study.scheduler import run_tasks
@@ -204,7 +204,7 @@ class Study:
     def folds(self, patches_file: Path) -> list[dict[str, Any]]:
         """Write each fold's datalists; return per fold its files and class counts."""
         items = patches_with_tumour(load_patch_datalist(patches_file, required_keys=["patch", "patch_mask", "pni"]))
-        folds = stratified_folds(items, self.profile.folds, seed=self.profile.seed)
+        folds = split_cases(items, seed=self.profile.seed, stratify_by="pni", n_folds=self.profile.folds)
         info = []
         for k, test in enumerate(folds):
             train = [item for j, fold in enumerate(folds) if j != k for item in fold]
@@ -432,11 +432,12 @@ class Study:
             import numpy as np
             import pandas as pd
 
-            from neonet_ext.data.synthetic import IMAGING_SIGNS, oracle_auc, sign_reader_auc
+            from neonet_ext.data.synthetic import IMAGING_SIGNS, sign_reader_auc
+            from neonet_ext.roc import roc_auc
 
             latents = pd.read_csv(table, dtype={"case_id": str}).set_index("case_id")
             if len(latents) and "pni_risk" in latents:
-                summary.update(synthetic=True, oracle_auc=oracle_auc(latents["pni"], latents["pni_risk"]))
+                summary.update(synthetic=True, oracle_auc=roc_auc(latents["pni"], latents["pni_risk"]))
             if folds and len(latents) and set(IMAGING_SIGNS) <= set(latents.columns):
                 per_fold = [sign_reader_auc(latents.loc[fold["train_cases"]], latents.loc[fold["test_cases"]])
                             for fold in folds]

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from neonet_ext.roc import percentile_interval, resample_cases, roc_auc
+
 __all__ = [
     "FoldScores",
-    "auc",
     "bootstrap_mean_aucs",
     "bootstrap_p_value",
     "cross_validated_auc",
@@ -27,20 +28,8 @@ __all__ = [
 FoldScores = Mapping[str, tuple[int, float]]
 
 
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC by pair counting (ties count one half); NaN without both classes."""
-    labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=float)
-    pos, neg = scores[labels], scores[~labels]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    diff = pos[:, None] - neg[None, :]
-    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
-
-
-def _split(fold: FoldScores, cases: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.array([fold[c][0] for c in cases], dtype=bool)
-    scores = np.array([fold[c][1] for c in cases], dtype=float)
-    return scores[labels], scores[~labels]
+def _scores(fold: FoldScores, cases: Sequence[str]) -> np.ndarray:
+    return np.array([fold[c][1] for c in cases], dtype=float)
 
 
 def bootstrap_mean_aucs(
@@ -48,7 +37,8 @@ def bootstrap_mean_aucs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Point estimates (one per cell) and bootstrap samples (cells x resamples) of the mean fold AUC.
 
-    ``folds[f][k]`` is cell k's scores on fold f; all cells of a fold are resampled alike.
+    ``folds[f][k]`` is cell k's scores on fold f; all cells of a fold are resampled alike, the
+    positives and the negatives each among themselves (so every resample holds both classes).
     """
     n_cells = len(folds[0]) if folds else 0
     point = np.zeros(n_cells)
@@ -64,14 +54,13 @@ def bootstrap_mean_aucs(
         used += 1
         pos_idx, neg_idx = np.flatnonzero(labels), np.flatnonzero(~labels)
         rng = np.random.default_rng([seed, f])
-        pick_pos = rng.integers(0, len(pos_idx), (n_resamples, len(pos_idx)))
-        pick_neg = rng.integers(0, len(neg_idx), (n_resamples, len(neg_idx)))
+        picks = np.concatenate([pos_idx[resample_cases(rng, len(pos_idx), n_resamples)],
+                                neg_idx[resample_cases(rng, len(neg_idx), n_resamples)]], axis=1)
+        resampled_labels = np.arange(picks.shape[1]) < len(pos_idx)  # every resample: its positives, then its negatives
         for k, cell in enumerate(cells):
-            pos, neg = _split(cell, cases)
-            diff = pos[:, None] - neg[None, :]
-            point[k] += (diff > 0).mean() + 0.5 * (diff == 0).mean()
-            d = pos[pick_pos][:, :, None] - neg[pick_neg][:, None, :]
-            samples[k] += (d > 0).mean(axis=(1, 2)) + 0.5 * (d == 0).mean(axis=(1, 2))
+            scores = _scores(cell, cases)
+            point[k] += roc_auc(labels, scores)
+            samples[k] += roc_auc(resampled_labels, scores[picks])
     if not used:
         raise ValueError("no fold holds both classes")
     return point / used, samples / used
@@ -82,9 +71,7 @@ def cross_validated_auc(
 ) -> tuple[float, float, float]:
     """Mean fold AUC with a patient-bootstrap percentile interval: ``(mean, low, high)``."""
     point, samples = bootstrap_mean_aucs([[fold] for fold in folds], n_resamples, seed)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(samples[0], [tail, 100 - tail])
-    return float(point[0]), float(low), float(high)
+    return (float(point[0]), *percentile_interval(samples[0], confidence))
 
 
 def bootstrap_p_value(differences: np.ndarray) -> float:
@@ -105,7 +92,7 @@ def paired_bootstrap_test(
         raise ValueError(f"cells scored on {len(folds_a)} and {len(folds_b)} folds cannot be paired")
     point, samples = bootstrap_mean_aucs([[a, b] for a, b in zip(folds_a, folds_b)], n_resamples, seed)
     d = samples[0] - samples[1]
-    low, high = np.percentile(d, [2.5, 97.5])
+    low, high = percentile_interval(d, 0.95)
     return {"difference": float(point[0] - point[1]), "ci95_low": float(low), "ci95_high": float(high),
             "p_value": bootstrap_p_value(d)}
 

@@ -1,8 +1,8 @@
-"""Where a NeoNet bundle lives, so its configs run from the bundle folder or the repository root."""
+"""Bundle-level helpers: where a bundle lives (so its configs run from the bundle folder or the repository
+root), the versions it was tested with, the command line that runs it, and another bundle as a stage of a chain."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -12,19 +12,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 __all__ = [
     "BundleStage",
     "bundle_root",
     "bundle_run_command",
+    "bundle_version",
     "check_versions",
-    "handlers_for_this_rank",
-    "latest_checkpoint",
-    "load_weights",
-    "select_channel",
-    "split_cases",
 ]
 
 _REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
@@ -114,91 +107,6 @@ def bundle_run_command(config_files: Sequence[str | os.PathLike], *overrides: st
     return [*(launcher or [sys.executable]), "-m", "monai.bundle", "run", "--config_file", layers, *overrides]
 
 
-def latest_checkpoint(folder: str | os.PathLike, pattern: str = "checkpoint*.pt") -> str | None:
-    """Newest file matching ``pattern`` in ``folder`` (to resume training), or None."""
-    paths = sorted(Path(folder).glob(pattern), key=lambda p: p.stat().st_mtime)
-    return str(paths[-1]) if paths else None
-
-
-def handlers_for_this_rank(handlers: Sequence[Any] | None) -> list[Any] | None:
-    """The handlers this process of a ``torchrun`` job attaches: all of them on rank 0 (or
-    outside ``torch.distributed``); on other ranks, only those that write nothing.
-
-    Logging, TensorBoard, MLflow and checkpoint-saving handlers run on rank 0 alone, so
-    that each log, run and checkpoint is written once. The rest (validation, learning-rate
-    schedules, time limits, checkpoint loading) must run on every rank to keep the ranks in step.
-    """
-    import torch.distributed as dist
-    from monai.handlers import CheckpointSaver, MLFlowHandler, StatsHandler, TensorBoardHandler
-
-    if handlers is None or not dist.is_initialized() or dist.get_rank() == 0:
-        return None if handlers is None else list(handlers)
-    writers = (CheckpointSaver, MLFlowHandler, StatsHandler, TensorBoardHandler)
-    for handler in handlers:
-        if isinstance(handler, TensorBoardHandler) and handler.internal_writer:
-            _discard_event_file(handler._writer)
-    return [h for h in handlers if not isinstance(h, writers)]
-
-
-def _discard_event_file(writer: Any) -> None:
-    """Close a TensorBoard ``SummaryWriter`` and delete the empty event file it made when built.
-
-    A handler's writer opens its file in the constructor, before this rank knows it will not
-    log; the file's name ends with the process id (TensorBoard's naming), which tells this
-    process's file from rank 0's in the same folder.
-    """
-    writer.close()
-    log_dir = Path(writer.get_logdir())
-    for event_file in log_dir.glob(f"events.out.tfevents.*.{os.getpid()}.*"):
-        event_file.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # still holds rank 0's files, or another rank's
-        log_dir.rmdir()
-
-
-def split_cases(datalist: Sequence[dict], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Shuffle ``datalist`` with ``seed`` and split it into (train, validation).
-
-    The validation part holds ``round(val_fraction * n)`` cases, at least one and at
-    most ``n - 1`` when there are two or more.
-    """
-    items = list(datalist)
-    if len(items) < 2:
-        raise ValueError(f"need at least two cases to split into training and validation, got {len(items)}.")
-    order = np.random.default_rng(seed).permutation(len(items))
-    n_val = min(max(1, round(val_fraction * len(items))), len(items) - 1)
-    return [items[i] for i in order[n_val:]], [items[i] for i in order[:n_val]]
-
-
-def select_channel(batch: tuple[Sequence, Sequence], channel: int) -> tuple[list, list]:
-    """Keep the background and one class of one-hot ``(preds, labels)`` (each C, X, Y, Z),
-    so that a Dice metric with ``include_background=False`` scores that class alone."""
-    keep = [0, channel]
-    return [p[keep] for p in batch[0]], [y[keep] for y in batch[1]]
-
-
-def load_weights(network: torch.nn.Module, path: str | os.PathLike, what: str = "model") -> torch.nn.Module:
-    """Load a state dict saved with ``torch.save`` into ``network`` (on the CPU first, weights only).
-
-    Raises:
-        FileNotFoundError: no file at ``path`` (the message says where it looked).
-        RuntimeError: the weights do not fit the network defined in the config (the
-            message names the file and the first mismatches).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} weights not found: {path.resolve()} does not exist.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as e:
-        details = "\n".join(str(e).splitlines()[1:6])
-        raise RuntimeError(
-            f"{what} weights {path} do not fit the network in the config (were they trained with other "
-            f"network settings?):\n{details}"
-        ) from None
-    return network
-
-
 class BundleStage:
     """Another bundle's parsed config, to run that bundle as one stage of a chain.
 
@@ -229,6 +137,8 @@ class BundleStage:
         weights_key: str = "checkpoint",
     ) -> None:
         from monai.bundle import ConfigParser
+
+        from neonet_ext.engines.checkpoints import load_weights
 
         root = Path(bundle_root).resolve()
         config = root / config_file

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from neonet_ext.data.synthetic import sample_cohort_latents, scoring_cohort_config, sign_reader_auc, write_cohort_once
 from neonet_ext.engines import ClassificationReport
+from neonet_ext.roc import roc_auc
 from neonet_ext.utils.io import atomic_write
 
 BUNDLE = Path(__file__).resolve().parents[1]
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     report = ClassificationReport(args.out, seed=0)
     report.rows = [(r["case"], float(r["probability"]), r["pni"]) for r in scored]
     figures = report.write()
-    oracle = float(roc_auc_score(labels, [r["pni_risk"] for r in rows]))
-    oracle_scored = float(roc_auc_score([r["pni"] for r in scored], [r["pni_risk"] for r in scored]))
+    oracle = roc_auc(labels, [r["pni_risk"] for r in rows])
+    oracle_scored = roc_auc([r["pni"] for r in scored], [r["pni_risk"] for r in scored])
     reader = sign_reader_auc(sample_cohort_latents(args.reader_cases, args.reader_seed),
                              pd.DataFrame([r["latents"] for r in scored]))
     figures.update({

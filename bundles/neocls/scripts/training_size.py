@@ -28,9 +28,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from neonet_ext.data import load_patch_datalist, patches_with_tumour, stratified_split, write_patch_datalist
-from neonet_ext.data.synthetic import oracle_auc, scoring_cohort_config, sign_reader_auc, write_cohort_once
-from neonet_ext.utils.bundle import bundle_run_command, latest_checkpoint
+from neonet_ext.data import load_patch_datalist, patches_with_tumour, split_cases, write_patch_datalist
+from neonet_ext.data.synthetic import scoring_cohort_config, sign_reader_auc, write_cohort_once
+from neonet_ext.engines import latest_checkpoint
+from neonet_ext.roc import roc_auc
+from neonet_ext.utils.bundle import bundle_run_command
 from neonet_ext.utils.io import atomic_write
 from neonet_ext.utils.tables import write_csv
 
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     test_file, test_latents = cohort_patches(out / "heldout", args.heldout, args.heldout_seed)
     test_items = patches_with_tumour(load_patch_datalist(test_file, required_keys=["patch", "pni"]))
     test_latents = test_latents.loc[[item["case_id"] for item in test_items]]
-    oracle = oracle_auc(test_latents["pni"], test_latents["pni_risk"])
+    oracle = roc_auc(test_latents["pni"], test_latents["pni_risk"])
     all_train = load_patch_datalist(train_file, required_keys=["patch", "pni"])
 
     rows = []
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         datalist = run / "patches.json"
         write_patch_datalist(all_train[:n], datalist)
         # the bundle's own split: the reader learns from the same patients PattenNet trains on
-        train_split, _ = stratified_split(patches_with_tumour(all_train[:n]), 0.2, seed=0)
+        train_split, _ = split_cases(patches_with_tumour(all_train[:n]), 0.2, seed=0, stratify_by="pni")
         reader = sign_reader_auc(train_latents.loc[[item["case_id"] for item in train_split]], test_latents)
         start = time.perf_counter()
         if not (run / "eval" / "metrics.json").is_file():

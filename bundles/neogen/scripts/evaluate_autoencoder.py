@@ -32,7 +32,8 @@ import torch
 
 from neonet_ext.data import load_patch_datalist, patches_with_tumour
 from neonet_ext.data.synthetic import scoring_cohort_config, write_cohort_once
-from neonet_ext.networks import load_autoencoder_checkpoint, neogen_autoencoder
+from neonet_ext.engines import load_weights
+from neonet_ext.networks import neogen_autoencoder
 from neonet_ext.utils.bundle import bundle_run_command
 from neonet_ext.utils.io import atomic_write
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     neoseg_items = patches_with_tumour(load_patch_datalist(neoseg_patches(noisy, out / "neoseg_patches")))
     noisy_gt = patches_with_tumour(load_patch_datalist(ground_truth(noisy, out / "gt_patches")))
     clean_gt = patches_with_tumour(load_patch_datalist(ground_truth(clean, out / "gt_patches_noise_free")))
-    autoencoder = load_autoencoder_checkpoint(neogen_autoencoder(**json.loads(args.autoencoder)), args.checkpoint).eval()
+    autoencoder = load_weights(neogen_autoencoder(**json.loads(args.autoencoder)), args.checkpoint, what="autoencoder").eval()
     result = {
         "checkpoint": args.checkpoint,
         "cohort": {"cases": args.cases, "seed": args.seed, "neoseg_patches": len(neoseg_items)},

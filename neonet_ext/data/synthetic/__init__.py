@@ -54,7 +54,7 @@ Modules
 -------
 * :mod:`.config`: :class:`SyntheticCohortConfig`, :data:`GENERATOR_VERSION` and the random streams.
 * :mod:`.latents`: the latent PNI model (:class:`CaseLatents`, :func:`sample_cohort_latents`) and
-  the reference scorers :func:`oracle_auc` and :func:`sign_reader_auc` (:data:`IMAGING_SIGNS`).
+  the reference scorer :func:`sign_reader_auc` (:data:`IMAGING_SIGNS`).
 * :mod:`.geometry`: the voxel grid, signed distances, tubes, vessel trees and smooth noise.
 * :mod:`.anatomy`: the painter (:class:`~.anatomy.CaseBuilder`), the tissue signals
   (:data:`TISSUE_INTENSITY`) and the anatomical sizes it paints with.
@@ -77,7 +77,6 @@ from neonet_ext.data.synthetic.config import GENERATOR_VERSION, SyntheticCohortC
 from neonet_ext.data.synthetic.latents import (
     IMAGING_SIGNS,
     CaseLatents,
-    oracle_auc,
     sample_cohort_latents,
     sign_reader_auc,
 )
@@ -91,7 +90,6 @@ __all__ = [
     "SyntheticCohortConfig",
     "generate_case",
     "main",
-    "oracle_auc",
     "sample_cohort_latents",
     "scoring_cohort_config",
     "sign_reader_auc",

@@ -24,8 +24,9 @@ import numpy as np
 
 from neonet_ext.data.synthetic.anatomy import LIVER_TISSUES, TISSUE_ID, TISSUE_INTENSITY, CaseBuilder
 from neonet_ext.data.synthetic.config import GENERATOR_VERSION, STREAM_ANATOMY, STREAM_NOISE, SyntheticCohortConfig
-from neonet_ext.data.synthetic.latents import draw_latents, oracle_auc
+from neonet_ext.data.synthetic.latents import draw_latents
 from neonet_ext.labels import BACKGROUND, LABEL_NAMES, LIVER, TUMOUR
+from neonet_ext.roc import roc_auc
 from neonet_ext.utils.io import atomic_write
 
 __all__ = [
@@ -235,7 +236,7 @@ def _write_cohort(
     summary = {
         "n_cases": n_cases,
         "n_pni_positive": int(sum(pni)),
-        "oracle_auc": oracle_auc(pni, [r["pni_risk"] for r in records]),
+        "oracle_auc": roc_auc(pni, [r["pni_risk"] for r in records]),
         "seconds": round(time.perf_counter() - start, 2),
         "out_dir": str(out),
     }

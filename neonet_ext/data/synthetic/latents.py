@@ -3,15 +3,15 @@
 Everything about a case that is drawn before any voxel is made lives here: the PNI status
 (exact per permuted block), the latent ``pni_risk`` and the imaging signs it drives
 (:class:`CaseLatents`, :func:`draw_latents`, :func:`sample_cohort_latents`). Two reference
-scores say what a model could reach: :func:`oracle_auc` (the latent risk itself) and
-:func:`sign_reader_auc` (a reader measuring every sign of :data:`IMAGING_SIGNS` exactly).
+scores say what a model could reach: the oracle, the ROC AUC of the latent risk itself
+(``neonet_ext.roc.roc_auc(pni, pni_risk)``), and :func:`sign_reader_auc` (a reader measuring every
+sign of :data:`IMAGING_SIGNS` exactly).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 
 from neonet_ext.data.synthetic.config import STREAM_BLOCK, STREAM_LATENTS, SyntheticCohortConfig
+from neonet_ext.roc import roc_auc
 
 __all__ = [
     "IMAGING_SIGNS",
     "CaseLatents",
     "draw_latents",
-    "oracle_auc",
     "sample_cohort_latents",
     "sign_reader_auc",
 ]
@@ -188,16 +188,6 @@ def sample_cohort_latents(
     return pd.DataFrame(rows, columns=[f.name for f in dataclasses.fields(CaseLatents)])
 
 
-def oracle_auc(pni: Sequence[int], pni_risk: Sequence[float]) -> float:
-    """ROC AUC of ``pni_risk`` for ``pni``; NaN when only one class is present."""
-    from sklearn.metrics import roc_auc_score
-
-    pni = np.asarray(pni)
-    if len(np.unique(pni)) < 2:
-        return float("nan")
-    return float(roc_auc_score(pni, np.asarray(pni_risk)))
-
-
 #: The latents that ``pni_risk`` drives, each through its own noise: what a reader of the image
 #: could at best measure. Diameter enters as its logarithm, as the generator draws it.
 IMAGING_SIGNS = (
@@ -221,7 +211,7 @@ def _sign_matrix(latents: pd.DataFrame) -> np.ndarray:
 def sign_reader_auc(train: pd.DataFrame, test: pd.DataFrame) -> float:
     """ROC AUC on ``test`` of a logistic regression fit on ``train``'s exact imaging signs.
 
-    A reference between chance and :func:`oracle_auc`: a reader that measured every sign of
+    A reference between chance and the oracle (the AUC of ``pni_risk``): a reader that measured every sign of
     :data:`IMAGING_SIGNS` without error, and learnt how to weigh them from the training
     cohort, ranks the test cases this well. Each sign carries only part of ``pni_risk``, so
     even with many training cases it stays below the oracle. Both frames hold the fields of
@@ -236,5 +226,5 @@ def sign_reader_auc(train: pd.DataFrame, test: pd.DataFrame) -> float:
     if y_train.nunique() < 2 or y_test.nunique() < 2:
         return float("nan")
     reader = make_pipeline(StandardScaler(), LogisticRegression()).fit(_sign_matrix(train), y_train)
-    return oracle_auc(y_test, reader.predict_proba(_sign_matrix(test))[:, 1])
+    return roc_auc(y_test, reader.predict_proba(_sign_matrix(test))[:, 1])
 

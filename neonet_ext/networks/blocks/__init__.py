@@ -1,5 +1,1 @@
-"""Building blocks of the NeoNet networks."""
-
-from .dual_attention import ChannelAttention, DualAttentionBlock, SpatialAttention
-
-__all__ = ["ChannelAttention", "DualAttentionBlock", "SpatialAttention"]
+"""Building blocks of the NeoNet networks; import them from :mod:`neonet_ext.networks`."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -21,53 +20,10 @@ __all__ = [
     "PattenNet",
     "PattenNetFromLatents",
     "FrozenLatentEncoder",
-    "load_autoencoder_checkpoint",
     "upsample_attention_map",
 ]
 
-# Keys under which NeoGen / ignite checkpoints may wrap the autoencoder state dict.
-CHECKPOINT_STATE_DICT_KEYS = ("autoencoder", "model", "state_dict", "network")
-
 _INTERPOLATION_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
-
-
-def _extract_state_dict(checkpoint: object, path: str) -> Mapping[str, torch.Tensor]:
-    if isinstance(checkpoint, Mapping):
-        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-            return checkpoint
-        for key in CHECKPOINT_STATE_DICT_KEYS:
-            if isinstance(checkpoint.get(key), Mapping):
-                return checkpoint[key]
-        found = f"keys {sorted(map(str, checkpoint))}"
-    else:
-        found = f"a {type(checkpoint).__name__}"
-    raise ValueError(
-        f"autoencoder checkpoint '{path}' holds neither a state dict nor one under any of "
-        f"{CHECKPOINT_STATE_DICT_KEYS}; found {found}."
-    )
-
-
-def load_autoencoder_checkpoint(autoencoder: AutoencoderKL, path: str | os.PathLike) -> AutoencoderKL:
-    """
-    Load NeoGen weights into ``autoencoder`` (strictly, every key and shape must match).
-
-    The file may hold a plain state dict or wrap it under one of ``CHECKPOINT_STATE_DICT_KEYS``
-    (ignite's ``CheckpointSaver`` writes ``{"autoencoder": state_dict, ...}``).
-
-    Raises:
-        FileNotFoundError: when ``path`` does not exist.
-        ValueError: when the file holds no recognisable state dict.
-        RuntimeError: when the state dict does not fit the autoencoder (missing/unexpected keys, shapes).
-    """
-    path = os.fspath(path)
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"autoencoder checkpoint not found: '{path}'.")
-    state_dict = _extract_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
-    try:
-        autoencoder.load_state_dict(state_dict, strict=True)
-    except RuntimeError as e:
-        raise RuntimeError(f"autoencoder checkpoint '{path}' does not match the AutoencoderKL: {e}") from e
-    return autoencoder
 
 
 def upsample_attention_map(attention: torch.Tensor, spatial_size: Sequence[int]) -> torch.Tensor:
@@ -131,7 +87,7 @@ class PattenNet(nn.Module):
     Args:
         autoencoder: the NeoGen autoencoder (``in_channels=1``); only its encoding path is kept, frozen.
         autoencoder_checkpoint: optional NeoGen checkpoint loaded into ``autoencoder`` first
-            (see :func:`load_autoencoder_checkpoint`).
+            (see :func:`neonet_ext.engines.load_weights`).
         in_channels: number of image channels of the patch, each encoded separately (2 for TLCR).
         out_channels: number of logits (2: class 1 = PNI).
         num_blocks: number of conv + Dual Attention stages N (0: pooling + head directly on the latents).
@@ -182,7 +138,10 @@ class PattenNet(nn.Module):
         if num_blocks < 0:
             raise ValueError(f"num_blocks must be >= 0, got {num_blocks}.")
         if autoencoder_checkpoint is not None:
-            load_autoencoder_checkpoint(autoencoder, autoencoder_checkpoint)
+            # imported here: neonet_ext.engines imports this module (PNIPredictor upsamples its attention)
+            from neonet_ext.engines.checkpoints import load_weights
+
+            load_weights(autoencoder, autoencoder_checkpoint, what="NeoGen autoencoder")
 
         self.in_channels = in_channels
         self.latent_encoder = FrozenLatentEncoder(autoencoder)
