@@ -40,11 +40,11 @@ __all__ = ["LIVER_VOLUME_RANGE_ML", "MIN_TUMOUR_ML", "MIN_TUMOUR_RIM_IN_LIVER", 
 MIN_TUMOUR_ML = 0.2
 
 #: Plausible volumes of a segmented liver, tumour included (ml). Adult livers are about 1-2.5 l, up to
-#: ~3.5 l with hepatomegaly; the synthetic cohort's, smaller, run 349-1748 ml (1000 cases, seed 0), and a
-#: small field of view that cuts the liver leaves less (244 ml in a 112 x 96 x 48 synthetic study).
+#: ~3.5 l with hepatomegaly; NeoSeg's livers in two held-out synthetic cohorts measured 387-1415 ml
+#: (NeoCls docs, "The input gate"), and a field of view that cuts the liver leaves less.
 LIVER_VOLUME_RANGE_ML = (100.0, 4000.0)
-#: Least share of the voxels touching the tumour that must be liver (synthetic ground truth: 0.77 at least,
-#: 0.93 at the 5th percentile, 300 cases of seed 0).
+#: Least share of the voxels touching the tumour that must be liver (the tumours NeoSeg found in two held-out
+#: synthetic cohorts were at least 65 % surrounded by liver: NeoCls docs, "The input gate").
 MIN_TUMOUR_RIM_IN_LIVER = 0.5
 
 
