@@ -157,7 +157,6 @@ class InputGated(MapTransform):
                 if isinstance(patch, MetaTensor):
                     masks = MetaTensor(masks.as_tensor(), meta=dict(patch.meta))
             d[self.tumour_rim_in_liver_key] = tumour_rim_in_liver(masks)
-            found = bool(masks[0].any()) and bool(masks[1].any())
-            d[self.latent_distance_key] = self.latent_outlier(d[key], masks) if self.latent_outlier is not None and found else None
+            d[self.latent_distance_key] = self.latent_outlier(d[key], masks) if self.latent_outlier is not None else None
             d[self.refusal_key] = "; ".join(self.reasons({**d, self.mask_key: masks}))
         return d

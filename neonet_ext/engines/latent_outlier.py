@@ -52,14 +52,14 @@ def latent_features(encoder: nn.Module, patch: torch.Tensor, masks: torch.Tensor
     """
     x = convert_to_tensor(patch, dtype=torch.float32, track_meta=False)
     weights = (x != 0).float() if masks is None else convert_to_tensor(masks, dtype=torch.float32, track_meta=False)
+    if not bool((weights > 0).flatten(1).any(1).all()):
+        return None  # an empty region has no statistics: no need to encode
     with torch.no_grad():
         latents = encoder(x[:, None].to(next(encoder.parameters()).device)).float().cpu()
     weights = F.adaptive_avg_pool3d((weights > 0).float()[:, None], latents.shape[2:])[:, 0]
     features = []
     for latent, weight in zip(latents, weights):
         total = weight.sum()
-        if total <= 0:
-            return None
         mean = (latent * weight).sum((1, 2, 3)) / total
         variance = ((latent - mean[:, None, None, None]) ** 2 * weight).sum((1, 2, 3)) / total
         features += [mean, variance.sqrt()]
