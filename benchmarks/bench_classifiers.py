@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_classifiers.py [--rounds 7] [--device cpu|cuda] [--batch 1]
 
-Input: random TLCR-shaped patches (B, 2, 64, 64, 32). PattenNet uses a NeoGen-sized
-AutoencoderKL (channels 32/64/64, latent 4, ~1.35M parameters). Models are timed in
+Input: random TLCR-shaped patches (B, 2, 64, 64, 32). PattenNet uses NeoGen's
+AutoencoderKL (``NEOGEN_AUTOENCODER``); its frozen encoder is PattenNet's params minus trainable. Models are timed in
 turn every round (eval mode, no_grad), so drifts of a shared machine hit all alike.
 """
 

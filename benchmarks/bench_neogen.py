@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_neogen.py                       # ~10 min on 2 cores
     .venv/bin/python benchmarks/bench_neogen.py --quick               # ~2 min: few steps, no DDPM-1000
+    .venv/bin/python benchmarks/bench_neogen.py --compare_condition_cache --no-training   # + DDIM-50 without the mask-embedding cache
     .venv/bin/python benchmarks/bench_neogen.py --ckpt_dir W --rflow_ckpt_dir R \\
         --real heldout/patches.json --train train/patches.json        # with fidelity per scheduler
 
@@ -40,6 +41,7 @@ from neonet_ext.utils.bundle import bundle_run_command
 
 CONFIGS = REPO / "bundles" / "neogen" / "configs"
 STAGES = ["train_autoencoder.json", "train_diffusion.json", "train_controlnet.json"]
+NO_CONDITION_CACHE = "masks embedded every step"
 
 
 def random_weights(folder: Path, schedulers: list[str]) -> Path:
@@ -63,10 +65,10 @@ def per_sample_seconds(output: str) -> list[float]:
 
 
 def bench_generation(name: str, schedulers: list[str], steps: int, samples: int, weights: Path, out: Path,
-                     masks: Path | None = None) -> dict:
+                     masks: Path | None = None, overrides: tuple[str, ...] = ()) -> dict:
     command = bundle_run_command([CONFIGS / n for n in ("inference.json", *schedulers)],
                                  "--num_samples", str(samples), "--num_inference_steps", str(steps), "--ckpt_dir", str(weights),
-                                 "--output_dir", str(out), "--device", "$torch.device('cpu')")
+                                 "--output_dir", str(out), "--device", "$torch.device('cpu')", *overrides)
     if masks:
         command += ["--datalist_file", str(masks)]
     run = run_child(command, out.parent / f"{out.name}.log")
@@ -101,15 +103,19 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4, help="patches per scheduler")
     parser.add_argument("--ddpm_samples", type=int, default=1, help="patches for DDPM-1000 (about 1 min each on 2 cores)")
     parser.add_argument("--no-training", action="store_true", help="skip the training step times")
+    parser.add_argument("--compare_condition_cache", action="store_true",
+                        help="also time DDIM with the sampler embedding the masks at every step (cache off), next to it")
     args = parser.parse_args()
 
     rflow = ["schedulers/rflow.json"]
-    plan = [("DDIM", [], 50), ("DDIM", [], 20), ("RFlow", rflow, 30), ("RFlow", rflow, 10)]
+    plan = [("DDIM", [], 50, ()), ("DDIM", [], 20, ()), ("RFlow", rflow, 30, ()), ("RFlow", rflow, 10, ())]
+    if args.compare_condition_cache:
+        plan.insert(1, (f"DDIM, {NO_CONDITION_CACHE}", [], 50, ("--sampler#cache_condition_embedding", "False")))
     if not args.quick:
-        plan.insert(0, ("DDPM", ["schedulers/ddpm.json"], 1000))
+        plan.insert(0, ("DDPM", ["schedulers/ddpm.json"], 1000, ()))
     samples = 2 if args.quick else args.samples
     if args.quick:
-        plan = [(n, s, max(2, steps // 5)) for n, s, steps in plan]
+        plan = [(n, s, max(2, steps // 5), o) for n, s, steps, o in plan]
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -119,10 +125,11 @@ def main() -> None:
         print(f"{cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads; weights: "
               f"{'trained ' + str(args.ckpt_dir) if trained else 'seeded random (speed only)'}", flush=True)
         rows, reference = [], None
-        for name, schedulers, steps in plan:
+        for name, schedulers, steps, overrides in plan:
             n = args.ddpm_samples if steps >= 1000 else samples
             w = rflow_weights if name == "RFlow" else weights
-            r = bench_generation(name, schedulers, steps, n, w, work / f"{name}_{steps}", args.masks)
+            folder = work / f"{name.split(',')[0]}_{steps}{'_uncached' if overrides else ''}"
+            r = bench_generation(name, schedulers, steps, n, w, folder, args.masks, overrides)
             fidelity = ""
             if args.real and args.train and (args.rflow_ckpt_dir if name == "RFlow" else trained):
                 report = quality_report(load_patch_set(r["output"] / "synthetic_patches.json"),

@@ -296,17 +296,43 @@ def test_evaluate_saves_per_case_metrics(cohort, trained, tmp_path):
     assert len(per_case) == 1 + 4 and all(os.fspath(cohort) in line for line in per_case[1:])
 
 
-def _heldout_script():
+def _script(name: str):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("neoseg_evaluate_heldout", BUNDLE / "scripts" / "evaluate_heldout.py")
+    spec = importlib.util.spec_from_file_location(f"neoseg_{name}", BUNDLE / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+def test_network_sizes_builds_each_override_network():
+    script = _script("network_sizes")
+    parameters, patch = script.network_size(BUNDLE / "configs" / "networks" / "swinunetr.json")
+    from monai.networks.nets import SwinUNETR
+
+    swin = SwinUNETR(spatial_dims=3, in_channels=1, out_channels=3, feature_size=24)
+    assert parameters == sum(p.numel() for p in swin.parameters()) and patch == [96, 96, 64]
+
+
+def test_tumour_components_prints_the_smallest_primary_and_satellite(tmp_path, capsys, monkeypatch):
+    labels = tmp_path / "labelsTr"
+    labels.mkdir()
+    spacing = np.diag([2.0, 2.0, 2.5, 1.0])  # 10 mm3 a voxel
+    for name, (primary, satellite) in {"case_000": (100, 3), "case_001": (60, 0)}.items():
+        label = np.ones((30, 30, 10), np.uint8)
+        label[2:2 + primary // 10, 2:12, 2] = 2  # a slab of primary voxels
+        label[25:25 + satellite, 25, 8] = 2
+        nib.save(nib.Nifti1Image(label, spacing), labels / f"{name}.nii.gz")
+    monkeypatch.setattr("sys.argv", ["tumour_components.py", "--dataset_dir", str(tmp_path)])
+    _script("tumour_components").main()
+    printed = capsys.readouterr().out
+    assert "2 with a tumour, 1 further components" in printed
+    assert "largest component per case: smallest 0.600 ml" in printed
+    assert "satellites): smallest 0.030 ml" in printed
+
+
 def test_heldout_scoring_counts_a_missed_tumour_on_the_input_grid(tmp_path):
-    script = _heldout_script()
+    script = _script("evaluate_heldout")
     affine = np.diag([0.8, 0.8, 5.0, 1.0])
     label = np.zeros((40, 40, 10), np.uint8)
     label[5:35, 5:35, 2:8], label[15:20, 15:20, 4:6] = 1, 2

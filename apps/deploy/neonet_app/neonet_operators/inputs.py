@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neonet_ext.data.dicom import is_dicom_file
+from neonet_ext.data.discovery import NIFTI_SUFFIXES
 
 __all__ = ["InputError", "InputSpec", "NIFTI_SUFFIXES", "resolve_input"]
 
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
 _logger = logging.getLogger(__name__)
 
 
