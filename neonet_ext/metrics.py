@@ -8,12 +8,14 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.handlers import IgniteMetricHandler
-from monai.metrics import HausdorffDistanceMetric
+from monai.metrics import CumulativeIterationMetric, HausdorffDistanceMetric
 from monai.utils import MetricReduction
 
 __all__ = [
     "HausdorffDistanceMM",
     "HausdorffDistanceMMMetric",
+    "TumourDetection",
+    "TumourDetectionMetric",
     "attention_share",
     "expected_calibration_error",
     "label_volume_ml",
@@ -103,6 +105,45 @@ class HausdorffDistanceMM(IgniteMetricHandler):
             include_background=include_background, percentile=percentile, reduction=reduction
         )
         super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)
+
+
+class TumourDetectionMetric(CumulativeIterationMetric):
+    """Detection rate of a class: the share of the cases whose ground truth holds the class where the prediction
+    overlaps it. A prediction with none of the class, or with it only elsewhere, is a missed case; a case
+    without the class in its ground truth is not counted (NaN in the buffer).
+
+    Inputs are one-hot (B, C, X, Y, Z) prediction and ground truth, as MONAI's ``DiceMetric`` takes them.
+
+    Args:
+        channel: the class's channel, e.g. ``neonet_ext.labels.TUMOUR``.
+    """
+
+    def __init__(self, channel: int) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        truth = torch.as_tensor(y)[:, self.channel].flatten(1) > 0
+        predicted = torch.as_tensor(y_pred)[:, self.channel].flatten(1) > 0
+        hit = (truth & predicted).any(1).float()
+        hit[~truth.any(1)] = float("nan")
+        return hit[:, None]
+
+    def aggregate(self) -> torch.Tensor:  # type: ignore[override]
+        """The detection rate over the cases with the class (NaN when there is none)."""
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor) or data.numel() == 0:
+            return torch.tensor(float("nan"))
+        return torch.nanmean(data.float())
+
+
+class TumourDetection(IgniteMetricHandler):
+    """Ignite handler of :class:`TumourDetectionMetric`; with ``save_details`` MetricsSaver writes each case's
+    1 (found) / 0 (missed) / NaN (no tumour in the ground truth)."""
+
+    def __init__(self, channel: int, output_transform: Callable = lambda x: x, save_details: bool = True) -> None:
+        super().__init__(metric_fn=TumourDetectionMetric(channel), output_transform=output_transform,
+                         save_details=save_details)
 
 
 def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, n_bins: int = 10) -> float:

@@ -174,6 +174,24 @@ def test_inference_with_no_arguments_on_the_shipped_sample(tmp_path):
         crop, patch = nib.load(entry["patch_image"]).get_fdata(), nib.load(entry["patch"]).get_fdata()
         assert crop.shape == (64, 64, 32) and (crop[masks[..., 0] == 0] > 0).any()  # unmasked
         np.testing.assert_allclose(patch[..., 0], crop * masks[..., 0], atol=1e-6)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "cases.csv").read_text())))
+    assert [r["tumour_recovered"] for r in rows] == ["False", "False"]  # both tumours won the argmax
+
+
+def test_a_tumour_is_recovered_from_the_probabilities_before_the_argmax_of_both_grids():
+    """RecoverTumourd runs on the softmax, before the network grid's argmax (TLCR) and before the inversion to the
+    input grid (the saved label map), so both show a recovered tumour; --tumour_recovery_probability null turns
+    it off."""
+    from neonet_ext.transforms import RecoverTumourd
+
+    for overrides, threshold in (((), 0.2), (("--tumour_recovery_probability", "None"), None)):
+        parser = parse_configs(CONFIGS, ["inference.json"], *overrides)
+        transforms = parser.get_parsed_content("postprocessing").transforms
+        names = [type(t).__name__ for t in transforms]
+        assert names.index("RecoverTumourd") == names.index("Activationsd") + 1 < names.index("AsDiscreted")
+        recover = transforms[names.index("RecoverTumourd")]
+        assert (recover.recover and recover.recover.threshold) == threshold
+        assert parser.get_parsed_content("runner#settings")["tumour_recovery_probability"] == threshold  # a change redoes the cases
 
 
 def test_the_label_map_is_the_argmax_of_the_probabilities_resampled_to_an_anisotropic_input_grid(tmp_path):
@@ -291,7 +309,11 @@ def test_evaluate_saves_per_case_metrics(cohort, trained, tmp_path):
     )
     assert "val_tumour_hd95_mm" in result.stdout + result.stderr
     means = dict(line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines())
-    assert set(means) == {"val_mean_dice", "val_liver_dice", "val_tumour_dice", "val_liver_hd95_mm", "val_tumour_hd95_mm"}
+    assert set(means) == {"val_mean_dice", "val_liver_dice", "val_tumour_dice", "val_liver_hd95_mm", "val_tumour_hd95_mm",
+                          "val_tumour_detection"}
+    detected = (tmp_path / "val_tumour_detection_raw.csv").read_text().splitlines()
+    assert len(detected) == 1 + 4 and float(means["val_tumour_detection"]) == pytest.approx(
+        np.mean([float(line.split(",")[1]) for line in detected[1:]]))
     per_case = (tmp_path / "val_tumour_dice_raw.csv").read_text().splitlines()
     assert len(per_case) == 1 + 4 and all(os.fspath(cohort) in line for line in per_case[1:])
 
@@ -337,14 +359,20 @@ def test_heldout_scoring_counts_a_missed_tumour_on_the_input_grid(tmp_path):
     label = np.zeros((40, 40, 10), np.uint8)
     label[5:35, 5:35, 2:8], label[15:20, 15:20, 4:6] = 1, 2
     files = {}
-    for name, data in (("truth", label), ("perfect", label), ("missed", np.where(label == 2, 1, label).astype(np.uint8))):
+    elsewhere = np.where(label == 2, 1, label).astype(np.uint8)
+    elsewhere[28:30, 28:30, 3] = 2
+    for name, data in (("truth", label), ("perfect", label), ("missed", np.where(label == 2, 1, label).astype(np.uint8)),
+                       ("elsewhere", elsewhere)):
         files[name] = tmp_path / f"{name}.nii.gz"
         nib.save(nib.Nifti1Image(data, affine), files[name])
     perfect = script.score_case(files["perfect"], files["truth"])
     assert perfect["dice_liver"] == 1.0 and perfect["dice_tumour"] == 1.0 and perfect["hd95_tumour_mm"] == 0.0
-    assert perfect["tumour_in_truth"] and perfect["tumour_found"]
+    assert perfect["tumour_in_truth"] and perfect["tumour_found"] and perfect["tumour_hit"]
+    off_target = script.score_case(files["elsewhere"], files["truth"])
+    assert off_target["tumour_found"] and not off_target["tumour_hit"]
     missed = script.score_case(files["missed"], files["truth"])
-    assert missed["tumour_in_truth"] and not missed["tumour_found"] and missed["dice_tumour"] == 0.0
+    assert missed["tumour_in_truth"] and not missed["tumour_found"] and not missed["tumour_hit"]
+    assert missed["dice_tumour"] == 0.0
     # the liver is the 30 x 30 x 6 block less the 5 x 5 x 2 tumour (5350 voxels); the prediction calls all 5400 liver
     assert missed["dice_liver"] == pytest.approx(2 * 5350 / (5350 + 5400))
     nib.save(nib.Nifti1Image(label, np.diag([1.0, 1.0, 5.0, 1.0])), tmp_path / "other_grid.nii.gz")

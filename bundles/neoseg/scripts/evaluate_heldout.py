@@ -9,8 +9,9 @@ generator's ground truth on that grid:
 
 - Dice of liver (label 1, tumour excluded) and tumour (label 2), and their mean;
 - HD95 in mm of each (from the voxel size);
-- detection: a case whose ground truth has a tumour and whose label map has none is a missed
-  tumour; NeoCls gets no probability for it.
+- detection: a case whose ground truth has a tumour is a missed tumour when its label map has
+  no tumour voxel on the true tumour: none at all (NeoCls then gets no probability for it), or
+  only elsewhere (NeoCls then reads the wrong place).
 
 Writes ``OUT/cases.csv`` (one row per case) and ``OUT/metrics.json`` (means, counts), prints a
 table. Arguments after ``--`` go to the inference runs (e.g. ``-- --checkpoint other.pt``);
@@ -65,6 +66,7 @@ def score_case(seg_file: Path, label_file: Path) -> dict[str, float | bool]:
     row["dice_mean"] = (row["dice_liver"] + row["dice_tumour"]) / 2
     row["tumour_in_truth"] = bool((label == TUMOUR).any())
     row["tumour_found"] = bool((seg == TUMOUR).any())
+    row["tumour_hit"] = bool(((seg == TUMOUR) & (label == TUMOUR)).any())
     return row
 
 
@@ -108,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds, "cases_per_cohort": args.cases, "n_cases": len(table), "n_scored": len(scored),
         "dice_liver": float(scored["dice_liver"].mean()), "dice_tumour": float(with_tumour["dice_tumour"].mean()),
         "hd95_liver_mm": float(scored["hd95_liver_mm"].mean()), "hd95_tumour_mm": float(with_tumour["hd95_tumour_mm"].mean()),
-        "n_with_tumour": len(with_tumour), "missed_tumours": int((~with_tumour["tumour_found"]).sum()),
+        "n_with_tumour": len(with_tumour), "missed_tumours": int((~with_tumour["tumour_hit"]).sum()),
         "missed_cases": with_tumour.loc[~with_tumour["tumour_found"], "case"].tolist(),
+        "found_elsewhere_cases": with_tumour.loc[with_tumour["tumour_found"] & ~with_tumour["tumour_hit"], "case"].tolist(),
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
     metrics["dice_mean"] = (metrics["dice_liver"] + metrics["dice_tumour"]) / 2
@@ -122,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| Dice | {metrics['dice_liver']:.3f} | {metrics['dice_tumour']:.3f} | {metrics['dice_mean']:.3f} |")
     print(f"| HD95 (mm) | {metrics['hd95_liver_mm']:.1f} | {metrics['hd95_tumour_mm']:.1f} | |")
     print(f"missed tumours: {metrics['missed_tumours']} of {metrics['n_with_tumour']} "
-          f"(detection rate {metrics['detection_rate']:.3f}); {args.out / 'metrics.json'}")
+          f"(detection rate {metrics['detection_rate']:.3f}): no tumour in {metrics['missed_cases']}, "
+          f"a tumour only off the true one in {metrics['found_elsewhere_cases']}; {args.out / 'metrics.json'}")
     return 0
 
 
