@@ -174,24 +174,6 @@ def test_inference_with_no_arguments_on_the_shipped_sample(tmp_path):
         crop, patch = nib.load(entry["patch_image"]).get_fdata(), nib.load(entry["patch"]).get_fdata()
         assert crop.shape == (64, 64, 32) and (crop[masks[..., 0] == 0] > 0).any()  # unmasked
         np.testing.assert_allclose(patch[..., 0], crop * masks[..., 0], atol=1e-6)
-    rows = list(csv.DictReader(io.StringIO((tmp_path / "cases.csv").read_text())))
-    assert [r["tumour_recovered"] for r in rows] == ["False", "False"]  # both tumours won the argmax
-
-
-def test_a_tumour_is_recovered_from_the_probabilities_before_the_argmax_of_both_grids():
-    """RecoverTumourd runs on the softmax, before the network grid's argmax (TLCR) and before the inversion to the
-    input grid (the saved label map), so both show a recovered tumour; --tumour_recovery_probability null turns
-    it off."""
-    from neonet_ext.transforms import RecoverTumourd
-
-    for overrides, threshold in (((), 0.2), (("--tumour_recovery_probability", "None"), None)):
-        parser = parse_configs(CONFIGS, ["inference.json"], *overrides)
-        transforms = parser.get_parsed_content("postprocessing").transforms
-        names = [type(t).__name__ for t in transforms]
-        assert names.index("RecoverTumourd") == names.index("Activationsd") + 1 < names.index("AsDiscreted")
-        recover = transforms[names.index("RecoverTumourd")]
-        assert (recover.recover and recover.recover.threshold) == threshold
-        assert parser.get_parsed_content("runner#settings")["tumour_recovery_probability"] == threshold  # a change redoes the cases
 
 
 def test_the_label_map_is_the_argmax_of_the_probabilities_resampled_to_an_anisotropic_input_grid(tmp_path):

@@ -6,7 +6,6 @@ from neonet_ext.transforms.latents import LoadLatentd, SelectLatentViewd
 from neonet_ext.transforms.loading import INPUT_WARNINGS, LoadScan, LoadScand, scan_meta
 from neonet_ext.transforms.masking import UNMASKED, MaskImaged
 from neonet_ext.transforms.tumour_mask import MIN_TUMOUR_VOLUME_ML, CleanTumourLabel, CleanTumourLabeld
-from neonet_ext.transforms.tumour_recovery import TUMOUR_RECOVERY_PROBABILITY, RecoverTumour, RecoverTumourd
 from neonet_ext.transforms.tlcr import TLCR, TLCR_ROI_SIZE, TLCRd, tlcr_window, tumour_bounding_box
 from neonet_ext.transforms.views import PatchView, PatchViewd, patch_views
 
@@ -34,9 +33,6 @@ __all__ = [
     "MIN_TUMOUR_VOLUME_ML",
     "CleanTumourLabel",
     "CleanTumourLabeld",
-    "TUMOUR_RECOVERY_PROBABILITY",
-    "RecoverTumour",
-    "RecoverTumourd",
     "TLCR",
     "TLCR_ROI_SIZE",
     "TLCRd",
