@@ -20,7 +20,12 @@ exact signs, same cases), and the cost: voxels per patch, bytes per patch (float
 channels) and the measured seconds to cut and featurise one case (reading the volume is
 shared by the grids and counted to each).
 
-Writes ``OUT/cuts_<grid>.csv``, ``OUT/features_<grid>.csv``, ``OUT/results.json`` and
+The tracks are labelled liver and a simple filter cannot tell them from the vessels, so they are
+also measured where they are known: ``--track_cases`` training cases with tracks are regenerated
+with their tracks' partial-volume fraction and the tracks' contrast against the liver around them
+is measured on each grid (``track_visibility``; ``OUT/tracks.csv``).
+
+Writes ``OUT/cuts_<grid>.csv``, ``OUT/features_<grid>.csv``, ``OUT/tracks.csv``, ``OUT/results.json`` and
 ``OUT/results.md``, and prints the markdown tables; ``--forward`` adds PattenNet's forward time on one
 patch of each fixed grid (random weights, as ``benchmarks/bench_classifiers.py``).
 """
@@ -94,8 +99,9 @@ def cut_patches(cases: pd.DataFrame, out: Path, grids: dict) -> dict[str, pd.Dat
     return {g: pd.DataFrame(rows[g]) for g in grids}
 
 
-def featurise(cuts: dict[str, pd.DataFrame], out: Path) -> dict[str, pd.DataFrame]:
-    """Features of every cached patch (always recomputed), written to ``out/features_<grid>.csv``.
+def featurise(cuts: dict[str, pd.DataFrame], out: Path, reuse: bool = False) -> dict[str, pd.DataFrame]:
+    """Features of every cached patch, written to ``out/features_<grid>.csv``: recomputed unless
+    ``reuse`` and that file holds every case already.
 
     Returns:
         grid name -> one row per case: ``key``, the features, ``spacing_*``, ``roi_*``, ``cut_seconds``,
@@ -106,6 +112,13 @@ def featurise(cuts: dict[str, pd.DataFrame], out: Path) -> dict[str, pd.DataFram
 
     result = {}
     for g, table in cuts.items():
+        file = out / f"features_{g}.csv"
+        if reuse and file.is_file():
+            cached = pd.read_csv(file)
+            if set(cached["key"]) >= set(table["key"]):
+                result[g] = cached[cached["key"].isin(set(table["key"]))].reset_index(drop=True)
+                print(f"== features {g}: {len(result[g])} patches from {file}", flush=True)
+                continue
         t_start, rows = time.perf_counter(), []
         for row in table.to_dict("records"):
             with np.load(row["file"]) as cached:
@@ -224,7 +237,7 @@ def score(features: pd.DataFrame, train: pd.DataFrame, heldout: pd.DataFrame, n_
         spearman[name] = {"sign": FEATURE_SIGNS[name], "rho": float(rho), "p": float(p), "n": int(ok.sum())}
 
     def matrix(frame: pd.DataFrame) -> np.ndarray:
-        x = table.loc[frame["key"], names].to_numpy(float)
+        x = np.array(table.loc[frame["key"], names], dtype=float)  # a writable copy
         x[:, names.index("tumour_volume_ml")] = np.log(x[:, names.index("tumour_volume_ml")])
         return x
 
@@ -233,13 +246,16 @@ def score(features: pd.DataFrame, train: pd.DataFrame, heldout: pd.DataFrame, n_
     x_train = np.where(np.isfinite(x_train), x_train, fill)
     x_test = np.where(np.isfinite(x_test), x_test, fill)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_train, train["pni"].astype(int))
-    auc, low, high = bootstrap_auc(heldout["pni"].astype(int), model.predict_proba(x_test)[:, 1], n_resamples=n_resamples)
+    probability = model.predict_proba(x_test)[:, 1]
+    auc, low, high = bootstrap_auc(heldout["pni"].astype(int), probability, n_resamples=n_resamples)
     seconds = features["seconds"].to_numpy(float)
     rois = features[["roi_x", "roi_y", "roi_z"]].to_numpy(int)
     voxels = np.prod(rois, axis=1)
     return {
         "spearman": spearman,
         "auc": auc, "auc_ci": [low, high],
+        "heldout_probability": [float(v) for v in probability],
+        "feature_values": {name: [float(v) for v in x_all[:, j]] for j, name in enumerate(names)},
         "coefficients": dict(zip(names, (float(c) for c in model[-1].coef_[0]))),
         "roi": [int(v) for v in np.median(rois, axis=0)],
         "voxels_median": int(np.median(voxels)),
@@ -248,6 +264,45 @@ def score(features: pd.DataFrame, train: pd.DataFrame, heldout: pd.DataFrame, n_
         "seconds_per_case_median": float(np.median(seconds)),
         "missing_features": int((~np.isfinite(table.loc[both["key"], names].to_numpy(float))).sum()),
     }
+
+
+def paired_differences(results: dict, train: pd.DataFrame, heldout: pd.DataFrame, reference: str,
+                       n_resamples: int, seed: int = 0) -> dict:
+    """Each grid against ``reference`` on the same cases: the difference of held-out AUC and of each feature's
+    Spearman correlation, with paired percentile-bootstrap 95% CIs (the cases resampled alike for both grids).
+    Uses the ``heldout_probability`` and ``feature_values`` that :func:`score` keeps."""
+    from scipy.stats import spearmanr
+
+    from neonet_ext.roc import percentile_interval, resample_cases, roc_auc
+    from neonet_ext.study.patch_grid import FEATURE_SIGNS
+
+    y = heldout["pni"].astype(int).to_numpy()
+    both = pd.concat([train, heldout], ignore_index=True)
+    signs = {name: both[sign].to_numpy(float) for name, sign in FEATURE_SIGNS.items()}
+    auc_draws = resample_cases(np.random.default_rng(seed), len(y), n_resamples)
+    rho_draws = resample_cases(np.random.default_rng(seed + 1), len(both), n_resamples // 2)
+    ref = results["grids"][reference]
+    out = {}
+    for g, r in results["grids"].items():
+        if g == reference:
+            continue
+        a, b = np.asarray(r["heldout_probability"]), np.asarray(ref["heldout_probability"])
+        diffs = [roc_auc(y[i], a[i]) - roc_auc(y[i], b[i]) for i in auc_draws if y[i].min() != y[i].max()]
+        entry = {"auc_difference": roc_auc(y, a) - roc_auc(y, b), "auc_difference_ci": list(percentile_interval(diffs))}
+        for name, sign in signs.items():
+            fa, fb = np.asarray(r["feature_values"][name]), np.asarray(ref["feature_values"][name])
+            if np.nanstd(fa) == 0 or np.nanstd(fb) == 0:
+                continue
+            ok = np.isfinite(fa) & np.isfinite(fb)
+
+            def rho(idx, f):
+                return spearmanr(f[idx], sign[idx])[0]
+
+            draws = [rho(i[ok[i]], fa) - rho(i[ok[i]], fb) for i in rho_draws]
+            entry[f"rho_difference_{name}"] = float(rho(np.flatnonzero(ok), fa) - rho(np.flatnonzero(ok), fb))
+            entry[f"rho_difference_{name}_ci"] = list(percentile_interval(draws))
+        out[g] = entry
+    return out
 
 
 def markdown(results: dict) -> str:
@@ -262,7 +317,8 @@ def markdown(results: dict) -> str:
              "| feature | true sign | " + " | ".join(grids) + " |",
              "|---|---|" + "---:|" * len(grids)]
     for name, sign in FEATURE_SIGNS.items():
-        lines.append(f"| {name} | {sign} | " + " | ".join(f"{results['grids'][g]['spearman'][name]['rho']:.3f}" for g in grids) + " |")
+        rhos = [results["grids"][g]["spearman"][name]["rho"] for g in grids]
+        lines.append(f"| {name} | {sign} | " + " | ".join("— (constant)" if np.isnan(r) else f"{r:.3f}" for r in rhos) + " |")
     lines += ["", "Held-out PNI ROC AUC (bootstrap 95% CI) of a logistic regression on the features, the sign reader on "
               "the same cases, and the cost of the patch:", "",
               "| grid | TLCR crop (voxels) | voxels | MiB per patch (float32, 2 ch) | s per case (cut + features) | "
@@ -275,16 +331,33 @@ def markdown(results: dict) -> str:
         lines.append(f"| {g} | {crop} | {r['voxels_median']:,} | {r['bytes_per_patch_median'] / 2**20:.2f} | "
                      f"{r['seconds_per_case_mean']:.2f} | {forward} | {r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}] | "
                      f"{results['sign_reader_auc']:.3f} |")
+    if "paired" in results:
+        ref = results["paired_reference"]
+        lines += ["", f"Each grid minus {ref} on the same cases (paired bootstrap 95% CI):", "",
+                  "| grid | held-out AUC | " + " | ".join(f"rho {n}" for n in FEATURE_SIGNS if n in ("halo_contrast", "radial_cv", "surface_ratio", "tracks_1p5mm")) + " |",
+                  "|---|---|" + "---|" * 4]
+        for g, d in results["paired"].items():
+            cells = [f"{d['auc_difference']:+.3f} [{d['auc_difference_ci'][0]:+.3f}, {d['auc_difference_ci'][1]:+.3f}]"]
+            for n in ("halo_contrast", "radial_cv", "surface_ratio", "tracks_1p5mm"):
+                if f"rho_difference_{n}" in d:
+                    lo, hi = d[f"rho_difference_{n}_ci"]
+                    cells.append(f"{d[f'rho_difference_{n}']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+                else:
+                    cells.append("—")
+            lines.append(f"| {g} | " + " | ".join(cells) + " |")
     if "tracks" in results:
         lines += ["", f"Contrast of the known perineural tracks (≥ 3 mm outside the tumour) on each grid, "
                   f"{results['tracks']['n_cases']} training cases with tracks (medians over the cases; contrast "
                   "0.58 for a track filling its voxels, 0 for none; visible: share of track voxels darker than "
                   "the liver by > 2 noise SD):", "",
-                  "| grid | cases measured | track volume (mm³) | contrast | liver noise (SD) | visible |",
-                  "|---|---:|---:|---:|---:|---:|"]
+                  "| grid | cases measured | track volume (mm³) | contrast | liver noise (SD) | visible | "
+                  "contrast minus 2x2x3 (paired median) | cases with more contrast than on 2x2x3 |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for g, t in results["tracks"]["grids"].items():
+            paired = (f"{t['contrast_minus_2x2x3_median']:+.3f} | {t['share_darker_than_2x2x3']:.0%} of {t['paired_cases']}"
+                      if "paired_cases" in t else "— | —")
             lines.append(f"| {g} | {t['n_cases_measured']} | {t['track_mm3_median']:.0f} | {t['contrast_median']:.3f} | "
-                         f"{t['noise_median']:.3f} | {t['visible_median']:.2f} |")
+                         f"{t['noise_median']:.3f} | {t['visible_median']:.2f} | {paired} |")
     lines += ["", f"Wall time of the run: {results['wall_minutes']:.1f} min ({results['hardware']})."]
     return "\n".join(lines) + "\n"
 
@@ -297,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout", nargs="+", required=True, help="held-out cohort folders (all their cases)")
     parser.add_argument("--no_native", action="store_true", help="leave out the input's own grid")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the AUC CI")
+    parser.add_argument("--reuse_features", action="store_true",
+                        help="take the features from OUT/features_<grid>.csv where it holds every case")
     parser.add_argument("--track_cases", type=int, default=40,
                         help="training cases with tracks whose track contrast is measured on each grid (0: none)")
     parser.add_argument("--forward", action="store_true",
@@ -320,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     for frame in (train, heldout):
         frame["key"] = frame["cohort"] + "/" + frame["case_id"]
     cuts = cut_patches(pd.concat([train, heldout], ignore_index=True), out, grids)
-    features = featurise(cuts, out)
+    features = featurise(cuts, out, reuse=args.reuse_features)
     results = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "train": [args.train], "heldout": list(args.heldout),
@@ -328,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         "sign_reader_auc": float(sign_reader_auc(train, heldout)),
         "grids": {g: score(features[g], train, heldout, args.bootstrap) for g in grids},
     }
+    results["paired_reference"] = "2x2x3"
+    results["paired"] = paired_differences(results, train, heldout, "2x2x3", args.bootstrap)
     if args.track_cases > 0:
         tracks = track_visibility(Path(args.train), train, out, grids, args.track_cases)
         measured = tracks[tracks["track_mm3"] > 0]
@@ -338,6 +415,13 @@ def main(argv: list[str] | None = None) -> int:
                           "track_mm3_median": float(m["track_mm3"].median())}
                       for g, m in measured.groupby("grid", sort=False)},
         }
+        contrast = measured.pivot(index="case_id", columns="grid", values="contrast")
+        for g in results["tracks"]["grids"]:
+            if g != "2x2x3":  # the same cases measured on both grids
+                pair = contrast[[g, "2x2x3"]].dropna()
+                results["tracks"]["grids"][g].update(
+                    paired_cases=int(len(pair)), contrast_minus_2x2x3_median=float((pair[g] - pair["2x2x3"]).median()),
+                    share_darker_than_2x2x3=float((pair[g] > pair["2x2x3"]).mean()))
     if args.forward:  # smallest crop first: the peak-RSS growth of the larger one is then its own excess
         for g in sorted((g for g in grids if grids[g] is not None), key=lambda g: np.prod(results["grids"][g]["roi"])):
             results["grids"][g]["pattennet_forward"] = pattennet_forward_seconds(tuple(results["grids"][g]["roi"]))
