@@ -9,7 +9,7 @@ For every case of an existing synthetic cohort (``cohort.csv``, ``imagesTr``, ``
 loading on each grid (``neonet_ext.study.patch_grid.GridPatchCutter``): 2 x 2 x 3 mm with
 today's 64 x 64 x 32 crop, 1 x 1 x 2 mm with 128 x 128 x 48 (the same 128 x 128 x 96 mm field
 of view) and, unless ``--no_native``, the input's own grid (crop sized per case to that field
-of view). The patches are cached under ``OUT/patches/<grid>/`` (about 7 MiB a case for the three
+of view). The patches are cached under ``OUT/patches/<grid>/`` (about 6.5 MiB a case for the three
 grids; a rerun cuts only the cases not there) and each is reduced to interpretable features of the
 signs the generator paints (``neonet_ext.study.patch_grid.patch_features``, recomputed every run).
 
