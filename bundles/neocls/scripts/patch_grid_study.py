@@ -1,8 +1,8 @@
 """Does a finer TLCR grid than NeoSeg's 2 x 2 x 3 mm make the PNI signs more readable? (issue 20, item 3)
 
     python bundles/neocls/scripts/patch_grid_study.py --out output/patch_grid \\
-        --train /work/neonet_runs/size/train/cohort --train_cases 300 \\
-        --heldout /work/neonet_runs/gate/seed_1001/cohort /work/neonet_runs/gate/seed_1002/cohort
+        --train output/neocls_size/train/cohort --train_cases 300 \\
+        --heldout output/neocls_heldout/seed_1001/cohort output/neocls_heldout/seed_1002/cohort
 
 For every case of an existing synthetic cohort (``cohort.csv``, ``imagesTr``, ``labelsTr``:
 ``python -m neonet_ext.data.synthetic``) ground-truth TLCR patches are cut with NeoSeg's own
