@@ -1,0 +1,36 @@
+"""The autoencoder evaluation's reference figures: known values on volumes whose answer is known."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bundles" / "neogen" / "scripts" / "evaluate_autoencoder.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("neogen_evaluate_autoencoder", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_block_average_keeps_smooth_inputs_and_loses_a_voxel_checkerboard(tmp_path):
+    script = _script()
+    x, y, z = np.indices((16, 16, 8))
+    checkerboard = ((x + y + z) % 2).astype(np.float32)  # every 2x2x2 block averages to 0.5: MSE 0.25
+    constant = np.full((16, 16, 8), 0.4, np.float32)
+    items = []
+    for name, image in (("checkerboard", checkerboard), ("constant", constant)):
+        nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / f"{name}_image.nii.gz")
+        nib.save(nib.Nifti1Image(np.stack([image, image], -1), np.eye(4)), tmp_path / f"{name}_patch.nii.gz")
+        items.append({"patch_image": str(tmp_path / f"{name}_image.nii.gz"), "patch": str(tmp_path / f"{name}_patch.nii.gz")})
+    for factor in (2, 4):
+        board = script.block_average_psnr(items[:1], factor)
+        assert all(value == pytest.approx(10 * math.log10(4)) for value in board.values())
+        assert all(value > 100 for value in script.block_average_psnr(items[1:], factor).values())  # float rounding only
