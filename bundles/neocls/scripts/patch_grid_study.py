@@ -154,7 +154,11 @@ def track_visibility(cohort: Path, cases: pd.DataFrame, out: Path, grids: dict, 
     from neonet_ext.data.synthetic import SyntheticCohortConfig
     from neonet_ext.labels import LIVER
     from neonet_ext.study.patch_grid import (
-        TRACK_FRACTION, TRACK_LABEL, GridPatchCutter, painted_tracks, track_contrast,
+        TRACK_FRACTION,
+        TRACK_LABEL,
+        GridPatchCutter,
+        painted_tracks,
+        track_contrast,
     )
     from neonet_ext.transforms import TLCR
     from neonet_ext.utils.io import atomic_write
