@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 
-from _common import median_times_in_turn
 from neonet_ext.generative import ControlNetTrainingInferer, LatentDiffusionPrepareBatch
 from neonet_ext.networks import PattenNetFromLatents
 from neonet_ext.transforms import TLCR_ROI_SIZE, SelectLatentViewd
+from neonet_ext.utils.timing import median_times_in_turn
 
 REPO = Path(__file__).resolve().parents[1]
 

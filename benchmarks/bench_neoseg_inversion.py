@@ -20,9 +20,9 @@ import torch
 from monai.bundle import ConfigParser
 from monai.transforms import AsDiscreted, Invertd
 
-from _common import median_times_in_turn
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case
 from neonet_ext.engines import load_weights
+from neonet_ext.utils.timing import median_times_in_turn
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "neoseg"

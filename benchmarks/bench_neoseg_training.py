@@ -21,8 +21,8 @@ import torch
 from monai.bundle import ConfigParser
 from monai.inferers import SimpleInferer
 
-from _common import median_times_in_turn
 from neonet_ext.engines import AutocastInferer, cpu_has_fast_bfloat16
+from neonet_ext.utils.timing import median_times_in_turn
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "bundles" / "neoseg" / "configs"

@@ -222,13 +222,14 @@ class GridPatchCutter:
             if spacing is not None:
                 parser["spacing"] = [float(s) for s in spacing]
             steps = parser.get_parsed_content("load_image")
-            kinds = [type(t).__name__ for t in steps]
-            if kinds[:4] != ["LoadImaged", "CheckImaged", "Orientationd", "Spacingd"]:
-                raise RuntimeError(f"NeoSeg's load_image changed ({kinds}); update GridPatchCutter.")
+            # what comes before the resampling is the same for every grid, so a case is read once
+            resample = next((i for i, t in enumerate(steps) if isinstance(t, Spacingd)), None)
+            if resample is None:
+                raise RuntimeError(f"NeoSeg's load_image has no Spacingd ({[type(t).__name__ for t in steps]}); "
+                                   "GridPatchCutter cannot choose its grid.")
             if self.read is None:
-                self.read = Compose(steps[:3])
-            rest = steps[3:] if spacing is not None else [t for t in steps[3:] if not isinstance(t, Spacingd)]
-            self.rest[name] = Compose(rest)
+                self.read = Compose(steps[:resample])
+            self.rest[name] = Compose(steps[resample:] if spacing is not None else steps[resample + 1:])
 
     def __call__(self, case: dict) -> dict[str, dict]:
         """Patches of one case (``image``, ``label`` paths) on every grid.

@@ -1,13 +1,14 @@
 """Small utilities shared by the NeoNet bundles.
 
-``io`` (atomic writing) needs only the standard library; ``writers`` holds the MONAI
-writers, e.g. ``AtomicNibabelWriter`` for ``SaveImage(writer=...)``; ``bundle`` the
-helpers that bundle configs call. Each loads on first use.
+``io`` (atomic writing) and ``timing`` (medians of steps timed in turn) need only the standard
+library; ``writers`` holds the MONAI writers, e.g. ``AtomicNibabelWriter`` for
+``SaveImage(writer=...)``; ``bundle`` the helpers that bundle configs call; ``tables`` the CSV
+writer. Each loads on first use.
 """
 
 import importlib
 
-_SUBMODULES = ("bundle", "io", "writers")
+_SUBMODULES = ("bundle", "io", "tables", "timing", "writers")
 
 
 def __getattr__(name: str):

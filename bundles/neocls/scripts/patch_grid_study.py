@@ -203,20 +203,16 @@ def pattennet_forward_seconds(roi: tuple[int, int, int], rounds: int = 3) -> dic
     import torch
 
     from neonet_ext.networks import PattenNet, neogen_autoencoder
+    from neonet_ext.utils.timing import median_times_in_turn
 
     torch.manual_seed(0)
     model = PattenNet(neogen_autoencoder()).eval()
     x = torch.randn(1, 2, *roi)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
     with torch.no_grad():
-        model(x)
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
+        seconds = median_times_in_turn({"pattennet": lambda: model(x)}, rounds)["pattennet"]
     grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024  # ru_maxrss is KiB on Linux
-    return {"seconds": float(np.median(times)), "peak_rss_growth_mib": float(grown), "rounds": rounds}
+    return {"seconds": seconds, "peak_rss_growth_mib": float(grown), "rounds": rounds}
 
 
 def score(features: pd.DataFrame, train: pd.DataFrame, heldout: pd.DataFrame, n_resamples: int) -> dict:
