@@ -284,7 +284,7 @@ def summary_markdown(results: StudyResults, tests: Sequence[Mapping[str, Any]], 
             rho = float(spearmanr(ratios, r_values).statistic)
             monotone = all(b > a for a, b in zip(r_values, r_values[1:]))
             verdict = "reproduced" if monotone else "partly (rises overall, not at every step)" if rho > 0 else "not reproduced"
-            lines.append(f"| PattenNet's AUC rises with the ratio | " + ", ".join(_fmt(SEED_AUC[PATTENNET].get(r)) for r in ratios)
+            lines.append("| PattenNet's AUC rises with the ratio | " + ", ".join(_fmt(SEED_AUC[PATTENNET].get(r)) for r in ratios)
                          + " | " + ", ".join(_fmt(v) for v in r_values) + f" (Spearman {rho:+.2f}) | {verdict} |")
     if 0.0 in ratios and len(models) > 1:
         a = results.mean_over([(m, "full", top) for m in models])
@@ -326,7 +326,7 @@ def summary_markdown(results: StudyResults, tests: Sequence[Mapping[str, Any]], 
             blocks = [v for v in ("blocks_0", "blocks_1", "full", "blocks_3") if v in est]
             if len(blocks) == 4:
                 best_blocks = max(blocks, key=est.get)
-                lines.append(f"| two blocks are the best depth (0/1/2/3) | " + ", ".join(
+                lines.append("| two blocks are the best depth (0/1/2/3) | " + ", ".join(
                     f"{SEED_ABLATION_AUC[v]:.3f}" for v in blocks) + " | " + ", ".join(_fmt(est[v]) for v in blocks)
                     + f" | {'reproduced' if best_blocks == 'full' else 'not reproduced'} |")
     failed = [r for r in results.rows if r["error"]]
