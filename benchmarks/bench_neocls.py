@@ -51,12 +51,20 @@ CONFIGS = REPO / "bundles" / "neocls" / "configs"
 SHIPPED = REPO / "bundles" / "neocls" / "models" / "model.pt"
 STAGES = ("load", "preprocess", "NeoSeg", "TLCR", "PattenNet", "writing")
 STAGE_OF = {
-    "LoadImaged": "load", "CheckImaged": "load",
+    "LoadScand": "load", "CheckImaged": "load",
     "Orientationd": "preprocess", "Spacingd": "preprocess", "ScaleIntensityRangePercentilesd": "preprocess",
     "CropForegroundd": "preprocess", "EnsureTyped": "preprocess",
-    "Activationsd": "NeoSeg", "AsDiscreted": "NeoSeg", "Invertd": "NeoSeg",
-    "TLCRd": "TLCR", "PNIPredictord": "PattenNet", "SaveImaged": "writing", "SaveCaseReportd": "writing",
+    "Activationsd": "NeoSeg", "CopyItemsd": "NeoSeg", "AsDiscreted": "NeoSeg", "InputGridArgmaxd": "NeoSeg",
+    "CleanTumourLabeld": "TLCR", "TLCRd": "TLCR", "DeleteItemsd": "TLCR",
+    "InputGated": "PattenNet", "PNIPredictord": "PattenNet", "SaveImaged": "writing", "SaveCaseReportd": "writing",
 }
+
+
+def stage_of(transform) -> str:
+    name = type(transform).__name__
+    if name not in STAGE_OF:
+        raise KeyError(f"{name} (a transform of NeoCls's chain) has no stage in bench_neocls.STAGE_OF; add it.")
+    return STAGE_OF[name]
 
 
 def flat(transform) -> list:
@@ -75,14 +83,14 @@ def stage_times(folder: Path, out: Path, checkpoint: Path) -> dict[str, float]:
     for t in flat(runner.preprocessing):
         t0 = time.perf_counter()
         d = t(d)
-        seconds[STAGE_OF[type(t).__name__]] += time.perf_counter() - t0
+        seconds[stage_of(t)] += time.perf_counter() - t0
     t0 = time.perf_counter()
     d = runner.infer(d)
     seconds["NeoSeg"] += time.perf_counter() - t0
     for t in flat(runner.postprocessing):
         t0 = time.perf_counter()
         d = t(d)
-        seconds[STAGE_OF[type(t).__name__]] += time.perf_counter() - t0
+        seconds[stage_of(t)] += time.perf_counter() - t0
     return dict(seconds)
 
 

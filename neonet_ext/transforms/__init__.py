@@ -2,6 +2,7 @@
 
 from neonet_ext.transforms.checks import CheckImage, CheckImaged, CheckPatch, CheckPatchd, image_problem, patch_problem
 from neonet_ext.transforms.conditioning import UNCONDITIONAL, ClassContext, ClassContextd
+from neonet_ext.transforms.inversion import InputGridArgmax, InputGridArgmaxd
 from neonet_ext.transforms.latents import LoadLatentd, SelectLatentViewd
 from neonet_ext.transforms.loading import INPUT_WARNINGS, LoadScan, LoadScand, scan_meta
 from neonet_ext.transforms.masking import UNMASKED, MaskImaged
@@ -19,6 +20,8 @@ __all__ = [
     "CheckPatchd",
     "image_problem",
     "INPUT_WARNINGS",
+    "InputGridArgmax",
+    "InputGridArgmaxd",
     "LoadLatentd",
     "LoadScan",
     "LoadScand",

@@ -147,7 +147,7 @@ class NeoNetChain:
                 f"NeoSeg pre-processing in {self.neoseg_root}/configs/inference.json does not start with LoadScand; "
                 "the application feeds DICOM volumes in place of that transform."
             )
-        # the same transform objects, so NeoSeg's Invertd still finds (and undoes) each of them
+        # the config's own transform objects after LoadScand: the volume enters as LoadScand would give it
         self._after_loading = Compose(transforms[1:])
         self.device = self.runner.device
         self.bundles = {"neoseg": _bundle_info(self.neoseg_root), "neocls": _bundle_info(self.neocls_root)}

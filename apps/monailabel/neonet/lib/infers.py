@@ -8,7 +8,7 @@ bundles' pipelines is restated here, so a change to a bundle config is served as
 MONAI Label's own ``BundleInferTask`` is not used: it imports ``monailabel.transform.post``,
 which needs torchvision, and no CPU torchvision build for torch 2.13 can be installed here
 (PyPI's is a CUDA build whose import fails). Its ``Restored`` step is not needed either: the
-bundle's ``Invertd`` already brings the label map back onto the input grid.
+bundle's ``InputGridArgmaxd`` already brings the label map back onto the input grid.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class NeoSegInferTask(_BundleChainTask):
     """NeoSeg: liver and tumour label map (0 background, 1 liver, 2 tumour) on the input image's grid.
 
     Runs the bundle's pre-processing, sliding-window SegResNet and post-processing up to and
-    including ``Invertd`` (back to the input's orientation, spacing and extent), without the
+    including ``InputGridArgmaxd`` (back to the input's orientation, spacing and extent), without the
     TLCR crop and the file writers, which the label map does not depend on. The result is
     written as uint8 with the input's affine.
 
