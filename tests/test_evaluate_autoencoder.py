@@ -34,3 +34,29 @@ def test_block_average_keeps_smooth_inputs_and_loses_a_voxel_checkerboard(tmp_pa
         board = script.block_average_psnr(items[:1], factor)
         assert all(value == pytest.approx(10 * math.log10(4)) for value in board.values())
         assert all(value > 100 for value in script.block_average_psnr(items[1:], factor).values())  # float rounding only
+
+
+def test_block_pca_keeps_what_its_components_span(tmp_path):
+    """Blocks that vary along one direction are kept whole by one component; random blocks lose more with fewer."""
+    script = _script()
+    rng = np.random.default_rng(0)
+    pattern = rng.normal(size=(4, 4, 4)).astype(np.float32)
+
+    def items(name, volume_of):
+        out = []
+        for case in range(2):
+            image = volume_of(case)
+            nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / f"{name}{case}_image.nii.gz")
+            nib.save(nib.Nifti1Image(np.stack([image, image], -1), np.eye(4)), tmp_path / f"{name}{case}_patch.nii.gz")
+            out.append({"patch_image": str(tmp_path / f"{name}{case}_image.nii.gz"),
+                        "patch": str(tmp_path / f"{name}{case}_patch.nii.gz")})
+        return out
+
+    # every block a multiple of one pattern: a one-dimensional family of blocks
+    scaled = items("scaled", lambda case: np.kron(rng.normal(size=(4, 4, 2)), pattern).astype(np.float32))
+    kept = script.block_pca_psnr(scaled, scaled, components=(1, 2))
+    assert all(value > 60 for value in kept["1 components"].values())
+    noise = items("noise", lambda case: rng.normal(size=(16, 16, 8)).astype(np.float32))
+    lossy = script.block_pca_psnr(noise, noise, components=(4, 32, 64))
+    name = "unmasked crop"
+    assert lossy["4 components"][name] < lossy["32 components"][name] < 60 < lossy["64 components"][name]

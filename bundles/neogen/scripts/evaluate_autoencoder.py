@@ -18,6 +18,12 @@
    2x2x2 and 4x4x4 voxels and interpolated back (trilinear): what a linear code of one value per
    block keeps. The autoencoder's latent grid is 4x coarser than the crop, with
    ``latent_channels`` values per latent voxel.
+6. With ``--pca_patches`` (a patch datalist of other cases, e.g. the autoencoder's training crops):
+   what a linear code with as many values per 4x4x4 block as a latent voxel has channels keeps:
+   principal components of 4x4x4 blocks (all three inputs of ``--pca_cases`` of those cases), the
+   first k kept (k = 4, 8, 16, 32), each NeoSeg input projected on them. A trained autoencoder
+   with a k-channel latent should do at least as well, its decoder being nonlinear and its
+   receptive field wider than a block.
 
 Writes ``OUT/autoencoder_psnr.json`` and prints a table.
 """
@@ -109,6 +115,37 @@ def block_average_psnr(items: list[dict], factor: int) -> dict[str, float]:
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
+def _blocks(volume: np.ndarray, size: int) -> np.ndarray:
+    """(n_blocks, size**3) non-overlapping blocks of a volume whose sides are multiples of ``size``."""
+    x, y, z = (side // size for side in volume.shape)
+    return volume.reshape(x, size, y, size, z, size).transpose(0, 2, 4, 1, 3, 5).reshape(-1, size**3)
+
+
+def _unblocks(blocks: np.ndarray, shape: tuple[int, ...], size: int) -> np.ndarray:
+    x, y, z = (side // size for side in shape)
+    return blocks.reshape(x, y, z, size, size, size).transpose(0, 3, 1, 4, 2, 5).reshape(shape)
+
+
+def block_pca_psnr(fit_items: list[dict], items: list[dict], components: tuple[int, ...] = (4, 8, 16, 32),
+                   size: int = 4) -> dict[str, dict[str, float]]:
+    """PSNR of each input of ``items`` against its projection on the first k principal components of the
+    ``size``-voxel blocks of every input of ``fit_items``, for each k of ``components``."""
+    blocks = np.concatenate([_blocks(read(item[key], channel), size) for item in fit_items for _, key, channel in INPUTS])
+    mean = blocks.mean(0)
+    _, _, axes = np.linalg.svd((blocks - mean).astype(np.float64), full_matrices=False)
+    result = {}
+    for k in components:
+        basis = axes[:k]
+        scores: dict[str, list[float]] = {name: [] for name, _, _ in INPUTS}
+        for item in items:
+            for name, key, channel in INPUTS:
+                x = read(item[key], channel)
+                projected = (_blocks(x, size) - mean) @ basis.T @ basis + mean
+                scores[name].append(psnr(_unblocks(projected, x.shape, size), x))
+        result[f"{k} components"] = {name: float(np.mean(values)) for name, values in scores.items()}
+    return result
+
+
 def noise_ceiling(noisy_items: list[dict], clean_items: list[dict]) -> dict[str, float]:
     clean_by_case = {item["case_id"]: item for item in clean_items}
     scores: dict[str, list[float]] = {name: [] for name, _, _ in INPUTS}
@@ -126,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=24)
     parser.add_argument("--seed", type=int, default=3001)
     parser.add_argument("--autoencoder", default="{}", help="JSON of neogen_autoencoder arguments (other widths)")
+    parser.add_argument("--pca_patches", help="patch datalist of other cases for the 4x4x4-block PCA reference")
+    parser.add_argument("--pca_cases", type=int, default=200, help="cases of --pca_patches to fit the PCA on")
     args = parser.parse_args(argv)
     out = Path(args.out)
     noisy, clean = cohorts(out, args.cases, args.seed)
@@ -140,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         "noise_ceiling_psnr_db": noise_ceiling(noisy_gt, clean_gt),
         "block_average_psnr_db": {f"{k}x{k}x{k}": block_average_psnr(neoseg_items, k) for k in (2, 4)},
     }
+    if args.pca_patches:
+        fit_items = patches_with_tumour(load_patch_datalist(args.pca_patches))[: args.pca_cases]
+        result["block_pca_psnr_db"] = {"patches": args.pca_patches, "cases": len(fit_items),
+                                       **block_pca_psnr(fit_items, neoseg_items)}
     text = json.dumps(result, indent=2) + "\n"
     atomic_write(out / "autoencoder_psnr.json", lambda tmp: tmp.write_text(text))
     print(f"{len(neoseg_items)} NeoSeg patches of an unseen cohort (seed {args.seed}); {args.checkpoint}")
@@ -149,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, _, _ in INPUTS:
         print(f"| {name} | {result['reconstruction_psnr_db'][name]:.1f} dB | {result['noise_ceiling_psnr_db'][name]:.1f} dB "
               f"| {blocks['2x2x2'][name]:.1f} dB | {blocks['4x4x4'][name]:.1f} dB |")
+    if "block_pca_psnr_db" in result:
+        pca = result["block_pca_psnr_db"]
+        codes = [k for k in pca if k.endswith("components")]
+        print(f"\nLinear codes: 4x4x4 blocks projected on principal components fit on {pca['cases']} cases of {pca['patches']}")
+        print("| input | " + " | ".join(codes) + " |\n| --- |" + " --- |" * len(codes))
+        for name, _, _ in INPUTS:
+            print(f"| {name} | " + " | ".join(f"{pca[k][name]:.1f} dB" for k in codes) + " |")
     return 0
 
 
