@@ -61,11 +61,25 @@ def for_the_image_alone(transform: dict) -> dict:
     return image_only
 
 
+def loading_steps(config, key: str) -> list[dict]:
+    """The raw transform entries of a loading list that train.json composes from named pieces
+    (``"$@read_pair + [@resample_labels] + ..."``), in order."""
+    steps = []
+    for name in re.findall(r"@(\w+)", config[key]):
+        piece = config[name]
+        steps.extend(piece if isinstance(piece, list) else [piece])
+    return steps
+
+
+def image_steps(steps: list[dict]) -> list[dict]:
+    return [for_the_image_alone(t) for t in steps if "image" in (t["keys"] if isinstance(t["keys"], list) else [t["keys"]])]
+
+
 def test_neoseg_inference_preprocesses_the_image_as_training_does():
     """inference.json stands alone (a model-zoo bundle's inference config must), so it repeats the
     image steps of train.json's ``load_image``; a change to one copy alone fails here."""
     train, inference = parse_configs(NEOSEG, ["train.json"]), parse_configs(NEOSEG, ["inference.json"])
-    trained_on, inferred_on = train["load_image"], inference["preprocessing#transforms"]
+    trained_on, inferred_on = loading_steps(train, "load_image"), inference["preprocessing#transforms"]
     # the loaders differ on purpose: inference reads DICOM series as well as NIfTI files
     assert trained_on[0]["_target_"] == "LoadImaged" and inferred_on[0]["_target_"] == "neonet_ext.transforms.LoadScand"
     assert [for_the_image_alone(t) for t in trained_on[1:]] == inferred_on[1:]
@@ -73,4 +87,13 @@ def test_neoseg_inference_preprocesses_the_image_as_training_does():
     assert settings >= {"spacing", "intensity_percentiles", "body_threshold"}
     for name in settings - {"series"}:  # series: which DICOM series to read, inference's alone
         assert train[name] == inference[name], name
+
+
+def test_neoseg_training_targets_load_the_image_as_validation_does():
+    """Training reads class fractions (the one-hot label resampled linearly) where validation and the
+    studies read the label map (nearest): the image must go through the same steps in both."""
+    train = parse_configs(NEOSEG, ["train.json"])
+    labels, fractions = loading_steps(train, "load_image"), loading_steps(train, "load_class_fractions")
+    assert image_steps(fractions) == image_steps(labels)
+    assert [t["_target_"] for t in fractions if t not in labels] == ["AsDiscreted", "Spacingd", "EnsureTyped"]
 

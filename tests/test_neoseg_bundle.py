@@ -318,6 +318,44 @@ def test_network_sizes_builds_each_override_network():
     assert parameters == sum(p.numel() for p in swin.parameters()) and patch == [96, 96, 64]
 
 
+def test_training_targets_are_class_fractions_on_the_network_grid():
+    """train.json trains on each class's share of a network voxel (the one-hot label resampled linearly),
+    not on the nearest label: boundary voxels get fractions, and the fractions sum to one."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser["bundle_root"] = str(BUNDLE)
+    case = {"image": str(BUNDLE / "sample_data" / "imagesTr" / "case_000.nii.gz"),
+            "label": str(BUNDLE / "sample_data" / "labelsTr" / "case_000.nii.gz")}
+    targets = parser.get_parsed_content("train#preprocessing")(case)
+    labels = parser.get_parsed_content("validate#preprocessing")(case)["label"]
+    assert labels.shape[0] == 1 and labels.dtype == torch.uint8  # validation scores the label map
+    for patch in targets:
+        target = patch["label"]
+        assert target.shape == (3, *patch["image"].shape[1:]) and target.dtype == torch.float32
+        torch.testing.assert_close(target.sum(0), torch.ones_like(target[0]), atol=2e-3, rtol=0)
+        partial = (target[2] > 0.05) & (target[2] < 0.95)
+        assert partial.sum() > 0.2 * (target[2] >= 0.95).sum()  # the tumour's edge is fractional
+
+
+def test_grid_ceiling_scores_fractions_above_nearest_labels(tmp_path, capsys, monkeypatch):
+    labels = tmp_path / "labelsTr"
+    labels.mkdir()
+    x, y, z = np.indices((60, 60, 30))
+    label = np.zeros((60, 60, 30), np.uint8)
+    label[(x - 30) ** 2 + (y - 30) ** 2 + ((z - 15) * 2) ** 2 < 24**2] = 1
+    label[(x - 33) ** 2 + (y - 28) ** 2 + ((z - 15) * 2) ** 2 < 5**2] = 2  # a small tumour: 4 mm across
+    nib.save(nib.Nifti1Image(label, np.diag([0.9, 0.9, 1.8, 1.0])), labels / "case_000.nii.gz")
+    monkeypatch.setattr("sys.argv", ["grid_ceiling.py", "--dataset_dir", str(tmp_path)])
+    _script("grid_ceiling").main()
+    rows = {line.split("|")[1].strip(): [float(v) for v in line.split("|")[2:5]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "Dice" not in line and "---" not in line}
+    assert set(rows) == {"nearest labels", "class fractions", "nearest, then nearest"}
+    assert rows["class fractions"][1] > rows["nearest labels"][1] + 0.02  # tumour Dice
+    assert rows["class fractions"][0] > 0.99 and all(0 < v[1] < 1 for v in rows.values())
+
+
 def test_tumour_components_prints_the_smallest_primary_and_satellite(tmp_path, capsys, monkeypatch):
     labels = tmp_path / "labelsTr"
     labels.mkdir()
