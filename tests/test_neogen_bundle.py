@@ -239,6 +239,7 @@ def test_classifier_free_guidance_changes_the_sample(trained, tmp_path):
     assert not np.array_equal(images[0], images[1])
 
 
+@pytest.mark.slow  # the scheduler override on stages 2-3 and sampling: 28 s, run by make test-slow
 def test_rectified_flow_trains_and_samples(trained, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
