@@ -19,6 +19,7 @@ __all__ = [
     "attention_share",
     "expected_calibration_error",
     "label_volume_ml",
+    "mask_dice",
     "select_channel",
 ]
 
@@ -27,6 +28,12 @@ def _spacing(image: MetaTensor) -> list[float]:
     affine = image.affine
     affine = affine[0] if affine.ndim == 3 else affine
     return torch.linalg.norm(affine[:3, :3].float(), dim=0).tolist()
+
+
+def mask_dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean masks of one shape; NaN when both are empty (nothing to score)."""
+    total = int(prediction.sum()) + int(truth.sum())
+    return float("nan") if total == 0 else 2.0 * float(np.logical_and(prediction, truth).sum()) / total
 
 
 def label_volume_ml(label: torch.Tensor, value: int) -> float:

@@ -184,6 +184,11 @@ def test_autoencoder_training_resumes(trained, tmp_path):
     result = train_stage(1, out, "--epochs", "2")
     log = result.stdout + result.stderr
     assert "Restored all variables from" in log and "Epoch[2] Complete" in log and "Epoch[1] Complete" not in log
+    first, resumed = (torch.load(next((run / "checkpoints").glob(f"*epoch={epoch}.pt")), map_location="cpu", weights_only=True)
+                      for run, epoch in ((trained / "run1", 1), (out / "run1", 2)))
+    for name in ("g", "d"):  # both learning rates follow a cosine over --epochs, resumed from the saved step
+        assert first[f"{name}_optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+        assert resumed[f"{name}_lr_scheduler"]["last_epoch"] == 2
 
 
 def test_generation_writes_patches_and_a_datalist(trained, tmp_path):

@@ -53,7 +53,7 @@ class InputGridArgmax(Transform):
             raise TypeError(f"probabilities must be a MetaTensor with the network grid's affine, got {type(probabilities).__name__}.")
         input_shape = tuple(int(s) for s in input_shape)
         input_affine = torch.as_tensor(np.asarray(input_affine), dtype=torch.float64)
-        labels = torch.zeros((1, *input_shape), dtype=torch.uint8)
+        labels = torch.zeros((1, *input_shape), dtype=torch.uint8, device=probabilities.device)
         foreground = _channel_argmax(probabilities.as_tensor()) > 0
         if foreground.any():
             network_box = _grown_box(foreground, margin=1)
@@ -71,7 +71,7 @@ class InputGridArgmax(Transform):
 def _channel_argmax(scores: torch.Tensor) -> torch.Tensor:
     """``scores.argmax(0)`` as uint8 (the first of equal maxima wins, as there): a pass per channel, several times
     faster on CPU than torch's reduction across the channel dimension."""
-    labels = torch.zeros(scores.shape[1:], dtype=torch.uint8)
+    labels = torch.zeros(scores.shape[1:], dtype=torch.uint8, device=scores.device)
     best = scores[0].clone()
     for channel in range(1, scores.shape[0]):
         better = scores[channel] > best

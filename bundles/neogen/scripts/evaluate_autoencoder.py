@@ -133,17 +133,15 @@ def block_pca_psnr(fit_items: list[dict], items: list[dict], components: tuple[i
     blocks = np.concatenate([_blocks(read(item[key], channel), size) for item in fit_items for _, key, channel in INPUTS])
     mean = blocks.mean(0)
     _, _, axes = np.linalg.svd((blocks - mean).astype(np.float64), full_matrices=False)
-    result = {}
-    for k in components:
-        basis = axes[:k]
-        scores: dict[str, list[float]] = {name: [] for name, _, _ in INPUTS}
-        for item in items:
-            for name, key, channel in INPUTS:
-                x = read(item[key], channel)
-                projected = (_blocks(x, size) - mean) @ basis.T @ basis + mean
-                scores[name].append(psnr(_unblocks(projected, x.shape, size), x))
-        result[f"{k} components"] = {name: float(np.mean(values)) for name, values in scores.items()}
-    return result
+    scores: dict[int, dict[str, list[float]]] = {k: {name: [] for name, _, _ in INPUTS} for k in components}
+    for item in items:
+        for name, key, channel in INPUTS:
+            x = read(item[key], channel)
+            centred = _blocks(x, size) - mean
+            for k in components:
+                projected = centred @ axes[:k].T @ axes[:k] + mean
+                scores[k][name].append(psnr(_unblocks(projected, x.shape, size), x))
+    return {f"{k} components": {name: float(np.mean(values)) for name, values in scores[k].items()} for k in components}
 
 
 def noise_ceiling(noisy_items: list[dict], clean_items: list[dict]) -> dict[str, float]:

@@ -35,14 +35,10 @@ from monai.metrics import compute_hausdorff_distance
 
 from neonet_ext.data.synthetic import scoring_cohort_config, write_cohort_once
 from neonet_ext.labels import LIVER, TUMOUR
+from neonet_ext.metrics import mask_dice
 from neonet_ext.utils.io import atomic_write
 
 BUNDLE = Path(__file__).resolve().parents[1]
-
-
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    total = int(pred.sum()) + int(truth.sum())
-    return float("nan") if total == 0 else 2.0 * float(np.logical_and(pred, truth).sum()) / total
 
 
 def hd95_mm(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]) -> float:
@@ -61,7 +57,7 @@ def score_case(seg_file: Path, label_file: Path) -> dict[str, float | bool]:
     row: dict[str, float | bool] = {}
     for name, value in (("liver", LIVER), ("tumour", TUMOUR)):
         pred, truth = seg == value, label == value
-        row[f"dice_{name}"] = dice(pred, truth)
+        row[f"dice_{name}"] = mask_dice(pred, truth)
         row[f"hd95_{name}_mm"] = hd95_mm(pred, truth, spacing)
     row["dice_mean"] = (row["dice_liver"] + row["dice_tumour"]) / 2
     row["tumour_in_truth"] = bool((label == TUMOUR).any())

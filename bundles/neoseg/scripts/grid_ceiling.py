@@ -25,12 +25,9 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import LoadImage, Orientation, Spacing, SpatialResample
 
+from neonet_ext.metrics import mask_dice
+
 SMALL_TUMOUR_ML = 3.4
-
-
-def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    total = prediction.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2 * (prediction & truth).sum() / total)
 
 
 def one_hot(label: MetaTensor, classes: int = 3) -> MetaTensor:
@@ -52,9 +49,9 @@ def case_ceilings(path: Path, spacing: tuple[float, float, float]) -> tuple[dict
     for name, target in targets.items():
         back = SpatialResample(mode="bilinear", padding_mode="border")(target, dst_affine=affine, spatial_size=shape)
         labels = back.argmax(0).numpy()
-        scores[name] = (dice(labels == 1, truth == 1), dice(labels == 2, truth == 2))
+        scores[name] = (mask_dice(labels == 1, truth == 1), mask_dice(labels == 2, truth == 2))
     back = SpatialResample(mode="nearest", padding_mode="border")(nearest.float(), dst_affine=affine, spatial_size=shape)[0]
-    scores["nearest, then nearest"] = (dice(back.numpy() == 1, truth == 1), dice(back.numpy() == 2, truth == 2))
+    scores["nearest, then nearest"] = (mask_dice(back.numpy() == 1, truth == 1), mask_dice(back.numpy() == 2, truth == 2))
     voxel_ml = float(np.prod(np.asarray(label.pixdim))) / 1000
     return scores, float((truth == 2).sum() * voxel_ml)
 
