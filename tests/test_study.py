@@ -79,6 +79,28 @@ def test_a_killed_study_continues_without_retraining_finished_cells(study):
         (0, False)] * 5 + [(1, False)] * 3 + [(1, True)] * 2
 
 
+def test_a_cell_reruns_by_hand_from_its_logged_command(study, tmp_path):
+    """A cell's command.sh (also at the top of its log) is a plain `monai.bundle run` of config files and
+    command-line overrides: run in a shell, it trains the cell again and scores the same held-out patients alike."""
+    out, _ = study
+    cell = out / "cells" / "fold0-densenet121-r1.00"
+    command = (cell / "command.sh").read_text()
+    assert "== the same run by hand: " + command.splitlines()[1] in (cell / "log.txt").read_text()
+    assert "$" not in command and "networks/densenet121.json" in command and "configs/cell.json" in command
+    (tmp_path / "command.sh").write_text(command.replace(str(cell), str(tmp_path / "rerun")))
+    result = subprocess.run(["bash", str(tmp_path / "command.sh")], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def predictions(folder: Path) -> dict[str, float]:
+        with (folder / "predictions.csv").open() as f:
+            return {r["case"]: float(r["pni_probability"]) for r in csv.DictReader(f)}
+
+    again, first = predictions(tmp_path / "rerun"), predictions(cell)
+    assert again.keys() == first.keys()
+    assert list(again.values()) == pytest.approx(list(first.values()), abs=1e-4)
+
+
 def test_each_fold_trains_its_own_generator_on_its_training_patients_only(study):
     out, _ = study
     for k in (0, 1):
@@ -289,6 +311,22 @@ def pattennet_layout(network: torch.nn.Module) -> tuple[int, bool, bool] | None:
 # what each cell's network must be: PattenNet's layout for the full network and each ablation, None for a baseline
 CELL_NETWORKS = {"full": (2, True, True), "channel_only": (2, True, False), "spatial_only": (2, False, True),
                  "blocks_0": (0, True, True), "blocks_1": (1, True, True), "blocks_3": (3, True, True)}
+
+
+def test_every_baseline_has_its_override_file_and_cells_need_no_expressions(tmp_path):
+    """Cells compose config files and plain command-line values: no `$` expression or dictionary among the
+    overrides, and each of table 1's baselines trains from its own file in bundles/neocls/configs/networks."""
+    from neonet_ext.study import BASELINES
+
+    study = Study(tmp_path, load_profile("quick"), tracking=False, log=lambda _: None)
+    fold = {"files": {"train": tmp_path / "train.json", "test": tmp_path / "test.json"}}
+    for model in (*BASELINES, "pattennet"):
+        task = study.cell_task(Cell(0, model, 1.0), fold, tmp_path / "neogen", tmp_path / "synthetic.json", [])
+        if model != "pattennet":
+            assert (REPO / "bundles" / "neocls" / "configs" / "networks" / f"{model}.json") in map(Path, task.config_files)
+        for key, value in task.overrides.items():
+            assert not isinstance(value, dict) and not (isinstance(value, str) and value.startswith("$")), (model, key)
+        assert task.command_line().count("--config_file") == 1
 
 
 @pytest.mark.parametrize("profile_name", ["tiny", "quick", "paper"])

@@ -50,6 +50,9 @@ _STAGE_CONFIGS = ("train_autoencoder.json", "train_diffusion.json", "train_contr
 #: Layered last onto every cell's NeoCls training: after training, the items its training loader iterated go
 #: to ``training_items.json`` in the cell's folder, where :meth:`Study.collect` counts the synthetic ones.
 RECORD_TRAINING_ITEMS = Path(__file__).parent / "configs" / "record_training_items.json"
+#: Layered onto every cell's NeoCls training (after its network's override file): the fold's held-out patients
+#: as the test split, scored once after the last epoch with batch-norm statistics recomputed, no checkpoints.
+CELL_PROTOCOL = Path(__file__).parent / "configs" / "cell.json"
 TRAINING_ITEMS = "training_items.json"
 
 
@@ -268,13 +271,16 @@ class Study:
         """
         root = self.roots["neocls"]
         configs = [str(root / "configs" / "train.json")]
+        if cell.model != PATTENNET:
+            configs.append(str(root / "configs" / "networks" / f"{cell.model}.json"))
+        elif cell.variant != "full":
+            configs.append(str(root / "configs" / "ablations" / f"{cell.variant}.json"))
+        configs.append(str(CELL_PROTOCOL))
         workdir = self.out / "cells" / cell.name
         overrides: dict[str, Any] = {
             "bundle_root": str(root),
             "datalist_file": str(fold["files"]["train"]),
             "test_datalist_file": str(fold["files"]["test"]),
-            "split": "$(@datalist, neonet_ext.data.patches_with_tumour(neonet_ext.data.load_patch_datalist("
-                     "@test_datalist_file, required_keys=['patch', 'pni'])))",
             "synthetic_datalist_file": str(synthetic) if synthetic and cell.ratio > 0 else None,
             "synthetic_ratio": cell.ratio,
             "seed": self.profile.seed,
@@ -283,33 +289,14 @@ class Study:
             "autoencoder_path": str(generator / "models" / "model_autoencoder.pt"),
             # every cell of a fold reads its patches through the fold's one frozen encoder: encoded once
             "latent_cache_dir": str(generator / "latent_cache"),
-            "resume": False,
-            # one evaluation on the held-out fold after the last epoch: no model selection on test patients
-            "val_interval": "@epochs",
-            "train#checkpoint_handlers": [],
-            # batch-norm statistics recomputed for the final weights first: after a short budget the running
-            # ones are still near their initial values and some networks then score every patient alike
-            "validate#handlers": [
-                {"_target_": "neonet_ext.engines.BatchNormRecalibration", "loader": "@train#dataloader",
-                 "network": "$@inputs['network']"},
-                {"_target_": "neonet_ext.engines.ClassificationReport", "output_dir": "@output_dir", "seed": "@seed",
-                 "n_resamples": 0, "plot": False},
-            ],
             **self._network_overrides(),
             **self.profile.classifier,
         }
         if cell.model == PATTENNET:
             overrides.update(self.profile.pattennet)
-            if cell.variant != "full":
-                configs.append(str(root / "configs" / "ablations" / f"{cell.variant}.json"))
         else:
-            overrides["network_def"] = {"_target_": "neonet_ext.networks.get_classifier", "name": cell.model,
-                                        "in_channels": 2, "out_channels": 2, **self.profile.baseline_kwargs,
-                                        **self.profile.model_kwargs.get(cell.model, {})}
-            overrides["inputs"] = "@patch_inputs"
-            # the baselines' batch norms refuse a last batch of one patch at the small profiles' patch size
-            overrides["train#dataloader#drop_last"] = (
-                "$neonet_ext.engines.drop_single_item_batch(len(@train#dataset), @batch_size)")
+            kwargs = {**self.profile.baseline_kwargs, **self.profile.model_kwargs.get(cell.model, {})}
+            overrides.update({f"network_def#{k}": v for k, v in kwargs.items()})
         configs.append(str(RECORD_TRAINING_ITEMS))
         params = {"fold": cell.fold, "model": cell.model, "variant": cell.variant, "ratio": cell.ratio,
                   "profile": self.profile.name, "patch_source": self.patch_source,

@@ -8,16 +8,20 @@ a ``.done`` marker when it succeeds, so a killed study skips what was finished.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
 import dataclasses
 import os
+import shlex
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from neonet_ext.utils.io import atomic_write
 
 __all__ = ["Task", "execute", "init_worker", "mlflow_settings"]
 
@@ -63,6 +67,36 @@ class Task:
     @property
     def is_done(self) -> bool:
         return self.done_file.is_file()
+
+    @property
+    def command_file(self) -> Path:
+        return Path(self.workdir) / "command.sh"
+
+    def command_line(self) -> str:
+        """The shell command that re-runs this bundle task by hand (without MLflow tracking: add
+        ``--tracking mlflow`` for that): ``python -m monai.bundle run`` on its config files and overrides."""
+        from neonet_ext.utils.bundle import bundle_run_command
+
+        if self.function:
+            raise ValueError(f"task {self.name} calls {self.function}, it is not a bundle run")
+        options = [part for key, value in self.overrides.items() for part in (f"--{key}", _command_value(value))]
+        return shlex.join(bundle_run_command(self.config_files, *options))
+
+
+def _command_value(value: Any) -> str:
+    """An override as ``monai.bundle run`` reads it from the command line (python-fire: Python literals)."""
+    if isinstance(value, str):
+        try:
+            ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+        return repr(value)  # quoted, or python-fire would read "1.0" as a number
+    if isinstance(value, (Mapping, Sequence)) or value is None or isinstance(value, (bool, int, float)):
+        text = repr(value if not isinstance(value, Mapping) else dict(value))
+        if ast.literal_eval(text) != value:
+            raise ValueError(f"override value {value!r} does not survive the command line")
+        return text
+    raise TypeError(f"override value {value!r} ({type(value).__name__}) has no command-line form")
 
 
 def _last_iteration_of_epoch(engine, iteration: int) -> bool:
@@ -135,6 +169,10 @@ def execute(task: Task, tracking_uri: str | None, experiment_name: str) -> dict[
     with _output_to(task.log_file):
         print(f"== {task.name} ({time.strftime('%Y-%m-%d %H:%M:%S')})", flush=True)
         try:
+            if not task.function:
+                command = task.command_line()
+                print(f"== the same run by hand: {command}", flush=True)
+                atomic_write(task.command_file, lambda tmp: tmp.write_text(f"#!/usr/bin/env bash\n{command}\n"))
             if task.function:
                 _call(task.function)(**task.kwargs)
             else:
