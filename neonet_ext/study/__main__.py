@@ -28,7 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="train one NeoGen on all patients instead of one per fold; faster, but LEAKY (the results say so)")
     parser.add_argument("--models", nargs="+", metavar="MODEL", choices=(*BASELINES, PATTENNET),
                         help="a partial grid of these models only (default: the profile's, all of table 1)")
-    parser.add_argument("--workers", type=int, help="bundle runs at a time (default: the profile's)")
+    parser.add_argument("--workers", type=int, help="bundle runs at a time on this machine (default: the profile's)")
+    parser.add_argument("--address", help="run on this Ray cluster (host:port of its head, ray://host:port, or auto) "
+                                          "instead of a local Ray instance; its nodes must see --out and the bundles "
+                                          "at the same paths")
+    parser.add_argument("--gpus-per-task", type=float, default=0, help="GPUs Ray gives each bundle run (default 0)")
     parser.add_argument("--folds-only", action="store_true",
                         help="stop after cutting the patches and writing the folds: OUT/cohort_summary.json gives the "
                              "cohort's size and, for a synthetic cohort, the oracle and sign-reader AUCs under these "
@@ -44,12 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             profile = dataclasses.replace(profile, workers=args.workers)
         study = Study(args.out, profile, cohort=args.cohort, patch_source=args.patches,
-                      shared_generator=args.shared_generator, tracking=not args.no_tracking)
+                      shared_generator=args.shared_generator, tracking=not args.no_tracking,
+                      address=args.address, gpus_per_task=args.gpus_per_task)
         if args.folds_only:
             study.references()
             return 0
         return study.run()
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (FileNotFoundError, ValueError, RuntimeError, ConnectionError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

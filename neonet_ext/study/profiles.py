@@ -40,8 +40,8 @@ class StudyProfile:
             another size are resampled to it (the same field of view at a coarser grid).
         folds: cross-validation folds.
         seed: the seed of the folds and of every training run.
-        workers: bundle runs at a time (processes; each gets ``threads`` torch threads).
-        threads: torch threads per worker; 0 shares the machine's cores among the workers.
+        workers: bundle runs at a time on one machine (Ray tasks; each gets ``threads`` CPUs and torch threads).
+        threads: CPUs and torch threads per run; 0 shares the machine's cores among the workers.
         models: table 1's models (``pattennet`` and baseline names).
         ratios: table 1's synthetic ratios.
         ablations: table 2's PattenNet variants.

@@ -37,7 +37,7 @@ from neonet_ext.data.patches import (
 from neonet_ext.data.splits import split_cases
 from neonet_ext.study.grid import PATTENNET, Cell, plan_cells
 from neonet_ext.study.profiles import StudyProfile
-from neonet_ext.study.scheduler import run_tasks
+from neonet_ext.study.scheduler import check_ray_address, ray_session, run_tasks, task_threads
 from neonet_ext.study.tasks import Task
 from neonet_ext.utils.io import atomic_write
 
@@ -78,6 +78,10 @@ class Study:
         tracking: log every training run to ``out_dir/mlruns.db`` (MLflow, SQLite).
         bundles_dir: the folder holding the ``neoseg``, ``neogen`` and ``neocls`` bundles.
         log: where progress lines go.
+        address: a Ray cluster to run on (``host:port``, ``ray://host:port`` or ``auto``); None starts a local
+            Ray instance (127.0.0.1 only) for the run. The cluster's nodes must see ``out_dir``, the cohort and
+            the bundles at the same paths.
+        gpus_per_task: GPUs Ray gives each bundle run (0: CPU only).
     """
 
     def __init__(
@@ -90,6 +94,8 @@ class Study:
         tracking: bool = True,
         bundles_dir: str | os.PathLike | None = None,
         log: Callable[[str], None] = print,
+        address: str | None = None,
+        gpus_per_task: float = 0,
     ) -> None:
         if patch_source not in PATCH_SOURCES:
             raise ValueError(f"patch_source must be one of {PATCH_SOURCES}, got {patch_source!r}")
@@ -107,6 +113,10 @@ class Study:
             if not (root / "configs" / "metadata.json").is_file():
                 raise FileNotFoundError(f"{name} bundle not found at {root}")
         self.log = log
+        if address:
+            check_ray_address(address)  # before anything is written or started
+        self.address = address
+        self.gpus_per_task = gpus_per_task
         self.tracking_uri = f"sqlite:///{self.out / 'mlruns.db'}" if tracking else None
 
     # ------------------------------------------------------------------ settings
@@ -306,9 +316,14 @@ class Study:
 
     # ------------------------------------------------------------------ running
 
+    def _ray(self):
+        """One Ray connection for all of the study's runs (see :func:`neonet_ext.study.scheduler.ray_session`)."""
+        return ray_session(self.address, self.profile.workers * task_threads(self.profile.workers, self.profile.threads))
+
     def _run(self, tasks: Sequence[Task], describe=None) -> dict[str, dict[str, Any]]:
         threads = self.profile.threads
-        return run_tasks(tasks, self.profile.workers, threads, self.tracking_uri, EXPERIMENT, describe, self.log)
+        return run_tasks(tasks, self.profile.workers, threads, self.tracking_uri, EXPERIMENT, describe, self.log,
+                         address=self.address, gpus_per_task=self.gpus_per_task)
 
     def _prepare_tracking(self) -> None:
         if not self.tracking:
@@ -343,7 +358,8 @@ class Study:
     def references(self) -> dict[str, Any]:
         """Prepare the folds and write ``cohort_summary.json``: the cohort's size and, for a synthetic cohort,
         the oracle and sign-reader AUCs under the study's folds, the references the grid's AUCs compare with."""
-        return self._write_cohort_summary(*self.prepare())
+        with self._ray():
+            return self._write_cohort_summary(*self.prepare())
 
     def _write_cohort_summary(self, cohort: Path, folds: Sequence[dict]) -> dict[str, Any]:
         summary = self.cohort_summary(cohort, folds)
@@ -358,6 +374,10 @@ class Study:
 
     def run(self) -> int:
         """Run (or continue) the study and write its report; return 0, or 1 when some cells failed."""
+        with self._ray():
+            return self._run_study()
+
+    def _run_study(self) -> int:
         start = time.perf_counter()
         cohort, folds = self.prepare()
         cells = plan_cells(self.profile.folds, self.profile.models, self.profile.ratios, self.profile.ablations,
@@ -389,8 +409,8 @@ class Study:
                 needs = ([encoder_task] if cell.model == PATTENNET else []) + (generation if cell.ratio > 0 else [])
                 tasks.append(self.cell_task(cell, fold, generator, synthetic, needs))
         n_cells = sum(t.kind == "cell" for t in tasks)
-        self.log(f"== {len(folds)} folds, {n_cells} cells, {len(tasks) - n_cells} NeoGen runs "
-                 f"({self.profile.workers} at a time)")
+        where = f"on the Ray cluster at {self.address}" if self.address else f"{self.profile.workers} at a time"
+        self.log(f"== {len(folds)} folds, {n_cells} cells, {len(tasks) - n_cells} NeoGen runs ({where})")
 
         def describe(task: Task, result: dict) -> str:
             if task.kind != "cell":

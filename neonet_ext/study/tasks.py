@@ -1,4 +1,4 @@
-"""The study's units of work and the worker processes that run them.
+"""The study's units of work, and running one in the current process (a Ray worker's, in the study).
 
 Every task is a bundle config run in-process with ``monai.bundle.run`` (as
 ``python -m monai.bundle run`` would, without paying the interpreter and import start-up
@@ -23,7 +23,7 @@ from typing import Any
 
 from neonet_ext.utils.io import atomic_write
 
-__all__ = ["Task", "execute", "init_worker", "mlflow_settings"]
+__all__ = ["Task", "execute", "mlflow_settings"]
 
 
 @dataclasses.dataclass
@@ -114,14 +114,6 @@ def mlflow_settings(tracking_uri: str, experiment_name: str, run_name: str, para
     )
     settings["configs"]["trainer"].update(iteration_log=_last_iteration_of_epoch, experiment_param=dict(params or {}))
     return settings
-
-
-def init_worker(threads: int) -> None:
-    """Pool initializer: torch threads of this worker (0 leaves torch's default)."""
-    import torch
-
-    if threads > 0:
-        torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,16 @@
+"""A study task for the Ray tests: which node ran it (imported by the Ray workers, from this folder)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def record_node(path: str, seconds: float = 1.0, fail: bool = False) -> None:
+    """Wait ``seconds`` (so that tasks overlap), then write the id of the Ray node this runs on to ``path``."""
+    import ray
+
+    time.sleep(seconds)
+    if fail:
+        raise RuntimeError("this task was asked to fail")
+    Path(path).write_text(ray.get_runtime_context().get_node_id())
