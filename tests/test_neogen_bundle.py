@@ -191,6 +191,16 @@ def test_autoencoder_training_resumes(trained, tmp_path):
         assert resumed[f"{name}_lr_scheduler"]["last_epoch"] == 2
 
 
+def test_autoencoder_training_can_start_from_given_weights(trained, tmp_path):
+    weights = trained / "models" / "model_autoencoder.pt"
+    result = train_stage(1, tmp_path, "--pretrained_checkpoint", str(weights), "--learning_rate", "0")
+    assert f"Restored all variables from {weights}" in result.stdout + result.stderr
+    expected = torch.load(weights, map_location="cpu", weights_only=True)  # the bare state dict, as CheckpointSaver saves one item
+    trained_from = torch.load(tmp_path / "run1" / "checkpoints" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
+    for key, value in expected.items():  # learning rate 0: one epoch leaves the loaded weights as they were
+        torch.testing.assert_close(trained_from["autoencoder"][key], value, msg=key)
+
+
 def test_generation_writes_patches_and_a_datalist(trained, tmp_path):
     generate(tmp_path, trained / "models", "--num_samples", "3", "--class_index", "1")
     raw = json.loads((tmp_path / "synthetic_patches.json").read_text())["training"]
