@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bundles" / "neogen" / "scripts" / "evaluate_autoencoder.py"
 
@@ -60,3 +61,29 @@ def test_block_pca_keeps_what_its_components_span(tmp_path):
     lossy = script.block_pca_psnr(noise, noise, components=(4, 32, 64))
     name = "unmasked crop"
     assert lossy["4 components"][name] < lossy["32 components"][name] < 60 < lossy["64 components"][name]
+
+
+class _MeanRemover(torch.nn.Module):
+    """A stand-in autoencoder whose output depends on its whole input, as GroupNorm's does: x - mean(x)."""
+
+    def encode(self, x):
+        return x - x.mean(), torch.ones_like(x)
+
+    def decode(self, z):
+        return z
+
+
+def test_tiled_reconstruction_encodes_each_tile_on_its_own(tmp_path):
+    script = _script()
+    image = np.zeros((8, 8, 4), np.float32)
+    image[:4] = 0.2  # two halves along x: each 4x8x4 tile is constant
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
+    nib.save(nib.Nifti1Image(np.stack([image, image], -1), np.eye(4)), tmp_path / "patch.nii.gz")
+    items = [{"patch_image": str(tmp_path / "image.nii.gz"), "patch": str(tmp_path / "patch.nii.gz")}]
+    whole = script.reconstruction_psnr(_MeanRemover(), items)
+    tiled = script.reconstruction_psnr(_MeanRemover(), items, tile=(4, 8, 4))
+    assert all(value == pytest.approx(10 * math.log10(1 / 0.1**2), abs=1e-3) for value in whole.values())  # off by 0.1
+    # each tile's own mean is removed: the zero half exactly, the 0.2 half entirely (MSE 0.02)
+    assert all(value == pytest.approx(10 * math.log10(1 / 0.02), abs=1e-3) for value in tiled.values())
+    with pytest.raises(ValueError, match="do not divide"):
+        script.reconstruction_psnr(_MeanRemover(), items, tile=(3, 8, 4))

@@ -18,7 +18,10 @@
    2x2x2 and 4x4x4 voxels and interpolated back (trilinear): what a linear code of one value per
    block keeps. The autoencoder's latent grid is 4x coarser than the crop, with
    ``latent_channels`` values per latent voxel.
-6. With ``--pca_patches`` (a patch datalist of other cases, e.g. the autoencoder's training crops):
+6. With ``--tile X Y Z``: the same reconstruction PSNR with each input cut into tiles of that size,
+   each encoded and decoded on its own: how far the whole crop's reconstruction is from the
+   training crop size's (GroupNorm's statistics span the whole input).
+7. With ``--pca_patches`` (a patch datalist of other cases, e.g. the autoencoder's training crops):
    what a linear code with as many values per 4x4x4 block as a latent voxel has channels keeps:
    principal components of 4x4x4 blocks (all three inputs of ``--pca_cases`` of those cases), the
    first k kept (k = 4, 8, 16, 32), each NeoSeg input projected on them. A trained autoencoder
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import subprocess
 import sys
@@ -92,13 +96,22 @@ def ground_truth(dataset: Path, out: Path) -> Path:
 
 
 @torch.no_grad()
-def reconstruction_psnr(autoencoder: torch.nn.Module, items: list[dict]) -> dict[str, float]:
+def reconstruction_psnr(autoencoder: torch.nn.Module, items: list[dict], tile: tuple[int, ...] | None = None
+                        ) -> dict[str, float]:
+    """PSNR of ``decode(mu)`` against each input; with ``tile``, each input is reconstructed in non-overlapping
+    tiles of that size (which must divide it), e.g. the crop size the autoencoder trained on."""
     scores: dict[str, list[float]] = {name: [] for name, _, _ in INPUTS}
     for item in items:
         for name, key, channel in INPUTS:
-            x = read(item[key], channel)
-            mu = autoencoder.encode(torch.from_numpy(x)[None, None])[0]
-            scores[name].append(psnr(autoencoder.decode(mu)[0, 0].numpy(), x))
+            x = torch.from_numpy(read(item[key], channel))[None, None]
+            size = tuple(tile or x.shape[2:])
+            if any(side % t for side, t in zip(x.shape[2:], size)):
+                raise ValueError(f"tiles of {size} do not divide the {tuple(x.shape[2:])} input {item[key]}")
+            reconstruction = torch.empty_like(x)
+            for corner in itertools.product(*(range(0, side, t) for side, t in zip(x.shape[2:], size))):
+                where = (..., *(slice(c, c + t) for c, t in zip(corner, size)))
+                reconstruction[where] = autoencoder.decode(autoencoder.encode(x[where])[0])
+            scores[name].append(psnr(reconstruction[0, 0].numpy(), x[0, 0].numpy()))
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
@@ -163,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--autoencoder", default="{}", help="JSON of neogen_autoencoder arguments (other widths)")
     parser.add_argument("--pca_patches", help="patch datalist of other cases for the 4x4x4-block PCA reference")
     parser.add_argument("--pca_cases", type=int, default=200, help="cases of --pca_patches to fit the PCA on")
+    parser.add_argument("--tile", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                        help="also reconstruct each input in tiles of this size (e.g. the training crop size)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     noisy, clean = cohorts(out, args.cases, args.seed)
@@ -177,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         "noise_ceiling_psnr_db": noise_ceiling(noisy_gt, clean_gt),
         "block_average_psnr_db": {f"{k}x{k}x{k}": block_average_psnr(neoseg_items, k) for k in (2, 4)},
     }
+    if args.tile:
+        result["tiled_reconstruction_psnr_db"] = {"tile": args.tile, **reconstruction_psnr(autoencoder, neoseg_items, args.tile)}
     if args.pca_patches:
         fit_items = patches_with_tumour(load_patch_datalist(args.pca_patches))[: args.pca_cases]
         result["block_pca_psnr_db"] = {"patches": args.pca_patches, "cases": len(fit_items),
@@ -190,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, _, _ in INPUTS:
         print(f"| {name} | {result['reconstruction_psnr_db'][name]:.1f} dB | {result['noise_ceiling_psnr_db'][name]:.1f} dB "
               f"| {blocks['2x2x2'][name]:.1f} dB | {blocks['4x4x4'][name]:.1f} dB |")
+    if "tiled_reconstruction_psnr_db" in result:
+        tiled = result["tiled_reconstruction_psnr_db"]
+        print(f"\nReconstructed in {'x'.join(map(str, tiled['tile']))} tiles: "
+              + ", ".join(f"{name} {tiled[name]:.1f} dB" for name, _, _ in INPUTS))
     if "block_pca_psnr_db" in result:
         pca = result["block_pca_psnr_db"]
         codes = [k for k in pca if k.endswith("components")]
