@@ -3,15 +3,28 @@ weights), the lookup of the newest checkpoint, and loading saved weights into a 
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from ignite.engine import Engine, Events
+from monai.data.utils import set_rnd
 from monai.handlers import CheckpointLoader, CheckpointSaver
+from monai.utils import set_determinism
 
-__all__ = ["STATE_DICT_KEYS", "latest_checkpoint", "load_checkpoint", "load_weights", "resumable_checkpoint_handlers"]
+__all__ = [
+    "STATE_DICT_KEYS",
+    "KeepScheduleHorizon",
+    "ReseedOnResume",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_weights",
+    "resumable_checkpoint_handlers",
+]
 
 
 def resumable_checkpoint_handlers(
@@ -21,11 +34,13 @@ def resumable_checkpoint_handlers(
     pretrained_checkpoint: str | os.PathLike | None = None,
     pretrained_dict: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
+    seed: int = 0,
 ) -> list[Any]:
     """Handlers that make a training resumable, to attach to its trainer.
 
     A loader of ``resume_checkpoint`` into everything in ``save_dict`` (networks, optimisers,
-    schedulers, the trainer's epoch) when there is one; otherwise, a loader of
+    schedulers, the trainer's epoch) when there is one, followed by :class:`KeepScheduleHorizon` and
+    :class:`ReseedOnResume`; otherwise, a loader of
     ``pretrained_checkpoint`` into ``pretrained_dict`` alone (weights to start from, e.g.
     ``{"model": network}``); then a saver of ``save_dict`` to ``checkpoint_dir`` after every
     epoch, keeping the last (ignite writes it atomically).
@@ -37,16 +52,78 @@ def resumable_checkpoint_handlers(
         pretrained_checkpoint: weights to start a new training from, or None (ignored when resuming).
         pretrained_dict: what ``pretrained_checkpoint`` is loaded into.
         device: ``map_location`` of the loaders.
+        seed: the training's seed (the one ``set_determinism`` got), from which a resumed run's seed derives.
     """
     handlers: list[Any] = []
     if resume_checkpoint:
         handlers.append(CheckpointLoader(load_path=str(resume_checkpoint), load_dict=dict(save_dict), map_location=device))
+        handlers.append(KeepScheduleHorizon(save_dict))
+        handlers.append(ReseedOnResume(seed))
     elif pretrained_checkpoint:
         if not pretrained_dict:
             raise ValueError("a pretrained_checkpoint needs a pretrained_dict to load it into, e.g. {'model': network}.")
         handlers.append(CheckpointLoader(load_path=str(pretrained_checkpoint), load_dict=dict(pretrained_dict), map_location=device))
     handlers.append(CheckpointSaver(save_dir=str(checkpoint_dir), save_dict=dict(save_dict), save_interval=1, n_saved=1, epoch_level=True))
     return handlers
+
+
+class KeepScheduleHorizon:
+    """The learning-rate schedule's horizon of this run's config, not of the checkpoint it resumes.
+
+    A cosine schedule (``CosineAnnealingLR``) saves its horizon (``T_max``, the config's epochs)
+    with its state, so a run resumed with more ``--epochs`` would keep the old one and train on at
+    a rate of 0. Made before the checkpoint is loaded, this handler remembers the configured horizon
+    of every cosine schedule in ``save_dict``; after loading (``Events.STARTED``, attached after the
+    loader), where the two differ, it puts the configured horizon back and sets the rate to what
+    that schedule gives at the restored step, as if the run had had its new length from the start.
+    """
+
+    def __init__(self, save_dict: Mapping[str, Any]) -> None:
+        self.horizons = {name: (obj, obj.T_max) for name, obj in save_dict.items()
+                         if isinstance(obj, torch.optim.lr_scheduler.CosineAnnealingLR)}
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        for name, (scheduler, t_max) in self.horizons.items():
+            if scheduler.T_max != t_max:
+                logging.getLogger(__name__).info(f"{name}: schedule horizon {scheduler.T_max} -> {t_max} (this run's config)")
+                scheduler.T_max = t_max
+                step = min(scheduler.last_epoch, t_max)
+                rates = [scheduler.eta_min + (base - scheduler.eta_min) * (1 + math.cos(math.pi * step / t_max)) / 2
+                         for base in scheduler.base_lrs]
+                for group, rate in zip(scheduler.optimizer.param_groups, rates):
+                    group["lr"] = rate
+                scheduler._last_lr = rates
+
+
+class ReseedOnResume:
+    """Fresh, reproducible random streams for a resumed training.
+
+    A training seeds its random generators once, at start-up, so a run resumed from a checkpoint
+    would draw the shuffling and augmentations of its first epochs all over again. Attached after
+    the checkpoint loader, this handler re-seeds ``torch``, ``numpy``, ``random`` and the random
+    transforms of the trainer's dataset with ``seed + restored iteration`` once the checkpoint is
+    loaded (``Events.STARTED``); a run that starts from scratch (iteration 0) is left as it is.
+    Two resumptions from the same checkpoint draw the same streams.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        iteration = engine.state.iteration
+        if iteration == 0:
+            return
+        seed = self.seed + iteration
+        set_determinism(seed=seed)
+        dataset = getattr(engine.state.dataloader, "dataset", None)
+        if dataset is not None:
+            set_rnd(dataset, seed)
 
 
 def latest_checkpoint(folder: str | os.PathLike, pattern: str = "checkpoint*.pt") -> str | None:

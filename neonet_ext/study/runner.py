@@ -37,7 +37,7 @@ from neonet_ext.data.patches import (
 from neonet_ext.data.splits import split_cases
 from neonet_ext.study.grid import PATTENNET, Cell, plan_cells
 from neonet_ext.study.profiles import StudyProfile
-from neonet_ext.study.scheduler import check_ray_address, ray_session, run_tasks, task_threads
+from neonet_ext.study.scheduler import ray_session, run_tasks, task_threads
 from neonet_ext.study.tasks import Task
 from neonet_ext.utils.io import atomic_write
 
@@ -113,8 +113,6 @@ class Study:
             if not (root / "configs" / "metadata.json").is_file():
                 raise FileNotFoundError(f"{name} bundle not found at {root}")
         self.log = log
-        if address:
-            check_ray_address(address)  # before anything is written or started
         self.address = address
         self.gpus_per_task = gpus_per_task
         self.tracking_uri = f"sqlite:///{self.out / 'mlruns.db'}" if tracking else None
