@@ -3,7 +3,14 @@
 from neonet_ext.engines.autocast import AutocastInferer, cpu_has_fast_bfloat16
 from neonet_ext.engines.batch_norm import BatchNormRecalibration, drop_single_item_batch
 from neonet_ext.engines.case_runner import CaseRunner
-from neonet_ext.engines.checkpoints import ReseedOnResume, latest_checkpoint, load_checkpoint, load_weights, resumable_checkpoint_handlers
+from neonet_ext.engines.checkpoints import (
+    KeepScheduleHorizon,
+    ReseedOnResume,
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+    resumable_checkpoint_handlers,
+)
 from neonet_ext.engines.classification_report import ClassificationReport
 from neonet_ext.engines.distributed import handlers_for_this_rank
 from neonet_ext.engines.input_gate import InputGated, tumour_rim_in_liver
@@ -26,6 +33,7 @@ __all__ = [
     "CaseRunner",
     "ClassificationReport",
     "InputGated",
+    "KeepScheduleHorizon",
     "LatentOutlierScore",
     "LatentReference",
     "PNIPredictor",
