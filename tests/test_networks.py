@@ -346,3 +346,22 @@ def test_get_classifier_errors():
 def test_swin_classifier_requires_four_stages():
     with pytest.raises(ValueError, match="4 entries"):
         SwinClassifier(2, 2, depths=(2, 2), num_heads=(3, 6))
+
+
+def test_the_controlnet_mirrors_the_diffusion_unet_it_is_given():
+    from monai.networks.nets import DiffusionModelUNet
+
+    from neonet_ext.networks import neogen_autoencoder, neogen_controlnet, neogen_diffusion_unet
+
+    unet = neogen_diffusion_unet(latent_channels=4, num_classes=2, channels=(16, 16, 32), num_head_channels=(0, 16, 16),
+                                 norm_num_groups=8)
+    controlnet = neogen_controlnet(unet, neogen_autoencoder(channels=(8, 8, 8), norm_num_groups=4))
+    # the UNet's weights initialise the ControlNet: every layer they share has the same shape (else load raises)
+    result = controlnet.load_state_dict(unet.state_dict(), strict=False)
+    assert all(key.startswith(("controlnet_", "conditioning_embedding")) for key in result.missing_keys)
+    assert len(result.missing_keys) < len(controlnet.state_dict()) // 2
+    plain = DiffusionModelUNet(spatial_dims=3, in_channels=4, out_channels=4, channels=(16, 16, 32),
+                               attention_levels=(False, True, True), num_head_channels=(0, 16, 16), num_res_blocks=1,
+                               norm_num_groups=8)
+    with pytest.raises(TypeError, match="neogen_diffusion_unet"):
+        neogen_controlnet(plain, neogen_autoencoder())

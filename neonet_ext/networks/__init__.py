@@ -6,12 +6,14 @@ This package is their one public home: :mod:`.nets` (the classifiers, NeoGen's a
 
 from .blocks.dual_attention import ChannelAttention, DualAttentionBlock, SpatialAttention
 from .nets.baselines import CLASSIFIER_NAMES, SwinClassifier, get_classifier
-from .nets.neogen_autoencoder import NEOGEN_AUTOENCODER, controlnet_condition_channels, neogen_autoencoder
+from .nets.neogen_autoencoder import NEOGEN_AUTOENCODER, neogen_autoencoder
+from .nets.neogen_diffusion import NEOGEN_DIFFUSION_UNET, controlnet_condition_channels, neogen_controlnet, neogen_diffusion_unet
 from .nets.pattennet import FrozenLatentEncoder, PattenNet, PattenNetFromLatents, upsample_attention_map
 
 __all__ = [
     "CLASSIFIER_NAMES",
     "NEOGEN_AUTOENCODER",
+    "NEOGEN_DIFFUSION_UNET",
     "ChannelAttention",
     "DualAttentionBlock",
     "FrozenLatentEncoder",
@@ -22,5 +24,7 @@ __all__ = [
     "controlnet_condition_channels",
     "get_classifier",
     "neogen_autoencoder",
+    "neogen_controlnet",
+    "neogen_diffusion_unet",
     "upsample_attention_map",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from monai.networks.nets import AutoencoderKL
 
-__all__ = ["NEOGEN_AUTOENCODER", "controlnet_condition_channels", "neogen_autoencoder"]
+__all__ = ["NEOGEN_AUTOENCODER", "neogen_autoencoder"]
 
 #: Arguments of MONAI's ``AutoencoderKL`` for NeoGen: 1-channel TLCR crops, 4x down-sampling to a 4-channel latent.
 NEOGEN_AUTOENCODER: dict[str, Any] = {
@@ -40,9 +40,3 @@ def neogen_autoencoder(**overrides: Any) -> AutoencoderKL:
         arguments["attention_levels"] = (False,) * len(arguments["channels"])
     return AutoencoderKL(**arguments)
 
-
-def controlnet_condition_channels(autoencoder: AutoencoderKL, first: int = 8) -> list[int]:
-    """Widths of a ControlNet's mask embedding for latents of ``autoencoder``: one stage per level of the
-    autoencoder, doubling from ``first``, so that the masks are down-sampled to the latent grid as the
-    image is (the embedding halves the size between stages, as the encoder does between levels)."""
-    return [first * 2**level for level in range(len(autoencoder.encoder.channels))]
