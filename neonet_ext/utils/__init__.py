@@ -3,12 +3,12 @@
 ``io`` (atomic writing) and ``timing`` (medians of steps timed in turn) need only the standard
 library; ``writers`` holds the MONAI writers, e.g. ``AtomicNibabelWriter`` for
 ``SaveImage(writer=...)``; ``bundle`` the helpers that bundle configs call; ``tables`` the CSV
-writer. Each loads on first use.
+writer; ``memory`` the allocator settings of the CPU trainings. Each loads on first use.
 """
 
 import importlib
 
-_SUBMODULES = ("bundle", "io", "tables", "timing", "writers")
+_SUBMODULES = ("bundle", "io", "memory", "tables", "timing", "writers")
 
 
 def __getattr__(name: str):
