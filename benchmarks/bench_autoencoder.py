@@ -17,7 +17,7 @@ import torch
 
 from neonet_ext.generative.autoencoder import kl_divergence
 from neonet_ext.networks import neogen_autoencoder
-from neonet_ext.utils.timing import median_times_in_turn
+from neonet_ext.utils.timing import median_table, median_times_in_turn
 
 
 def main() -> None:
@@ -48,9 +48,7 @@ def main() -> None:
     print(f"NeoGen autoencoder update, batch {args.batch_size} x {'x'.join(map(str, args.crop))}, "
           f"{'bfloat16 autocast' if args.amp else 'float32'}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"medians of {args.rounds}")
-    print("| latent | seconds per update |\n| --- | --- |")
-    for name, seconds in medians.items():
-        print(f"| {name} | {seconds:.2f} |")
+    print(median_table(medians, "latent", "seconds per update"))
 
 
 if __name__ == "__main__":

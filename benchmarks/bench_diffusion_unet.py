@@ -17,7 +17,7 @@ import argparse
 import torch
 
 from neonet_ext.networks import neogen_diffusion_unet
-from neonet_ext.utils.timing import median_times_in_turn
+from neonet_ext.utils.timing import median_table, median_times_in_turn
 
 THREE_LEVELS: dict = {}
 FOUR_LEVELS = {"channels": (32, 64, 64, 64), "attention_levels": (False, False, True, True), "num_head_channels": (0, 0, 32, 32)}
@@ -56,9 +56,7 @@ def main() -> None:
     print(f"NeoGen diffusion UNet training step, batch {args.batch_size}, "
           f"{'bfloat16 autocast' if args.amp else 'float32'}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"medians of {args.rounds}")
-    print("| latent, UNet | seconds per step |\n| --- | --- |")
-    for name, seconds in medians.items():
-        print(f"| {name} | {seconds:.2f} |")
+    print(median_table(medians, "latent, UNet", "seconds per step"))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from monai.transforms import AsDiscreted, Invertd
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case
 from neonet_ext.engines import load_weights
 from neonet_ext.transforms import InputGridArgmaxd
-from neonet_ext.utils.timing import median_times_in_turn
+from neonet_ext.utils.timing import median_table, median_times_in_turn
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundles" / "neoseg"
@@ -80,9 +80,7 @@ def main() -> None:
           f"medians of {args.rounds}")
     print(f"InputGridArgmaxd's labels differ from Invertd's then argmax in {differing} of {case.image.size} voxels "
           "(near-ties that the two resampling routes round apart)")
-    print("| step | seconds |\n| --- | --- |")
-    for name, seconds in medians.items():
-        print(f"| {name} | {seconds:.3f} |")
+    print(median_table(medians, "step", digits=3))
 
 
 if __name__ == "__main__":

@@ -29,3 +29,8 @@ def test_median_of_each_step_after_a_warm_up(monkeypatch):
 def test_rounds_must_be_positive():
     with pytest.raises(ValueError, match="rounds"):
         timing.median_times_in_turn({"step": lambda: None}, rounds=0)
+
+
+def test_median_table_rows_in_the_order_timed():
+    table = timing.median_table({"slow": 2.0, "fast": 0.125}, "step", "seconds per update", digits=3)
+    assert table.splitlines() == ["| step | seconds per update |", "| --- | --- |", "| slow | 2.000 |", "| fast | 0.125 |"]
