@@ -365,3 +365,41 @@ def test_the_controlnet_mirrors_the_diffusion_unet_it_is_given():
                                norm_num_groups=8)
     with pytest.raises(TypeError, match="neogen_diffusion_unet"):
         neogen_controlnet(plain, neogen_autoencoder())
+
+
+@pytest.mark.parametrize("channels, factor", [((16,), 2), ((16, 16), 4)])
+def test_space_to_depth_autoencoder_works_on_the_block_grid(channels, factor):
+    from monai.networks.nets import ControlNet
+
+    from neonet_ext.networks import (
+        SpaceToDepthAutoencoderKL,
+        autoencoder_downsampling,
+        controlnet_condition_channels,
+        neogen_autoencoder,
+    )
+
+    autoencoder = neogen_autoencoder(block_size=2, channels=channels, latent_channels=8, norm_num_groups=8)
+    assert isinstance(autoencoder, SpaceToDepthAutoencoderKL) and autoencoder_downsampling(autoencoder) == factor
+    x = torch.rand(2, 1, 16, 16, 8)
+    recon, z_mu, z_sigma = autoencoder(x)
+    assert recon.shape == x.shape and z_mu.shape == z_sigma.shape == (2, 8, 16 // factor, 16 // factor, 8 // factor)
+    # every convolution runs on the folded grid: the first one sees a 2x2x2 block as 8 channels
+    first_conv = next(m for m in autoencoder.encoder.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first_conv.in_channels == 8
+    # what PattenNet and the ControlNet read of an autoencoder
+    assert autoencoder.encoder.in_channels == 1 and autoencoder.encoder.spatial_dims == 3
+    patten = PattenNet(autoencoder, num_blocks=1, features=8)
+    assert patten(torch.rand(2, 2, 16, 16, 8)).shape == (2, 2)
+    condition = controlnet_condition_channels(autoencoder)
+    assert len(condition) == factor.bit_length()  # one stage more than the halvings
+    embedding = ControlNet(spatial_dims=3, in_channels=8, channels=(16, 16), attention_levels=(False, False), num_res_blocks=1,
+                           norm_num_groups=8, conditioning_embedding_in_channels=2,
+                           conditioning_embedding_num_channels=condition).controlnet_cond_embedding
+    assert embedding(torch.rand(1, 2, 16, 16, 8)).shape[2:] == z_mu.shape[2:]
+
+
+def test_the_default_autoencoder_is_four_times_coarser_and_its_masks_embed_in_three_stages():
+    from neonet_ext.networks import autoencoder_downsampling, controlnet_condition_channels, neogen_autoencoder
+
+    autoencoder = neogen_autoencoder(channels=(8, 8, 8), norm_num_groups=4)
+    assert autoencoder_downsampling(autoencoder) == 4 and controlnet_condition_channels(autoencoder) == [8, 16, 32]

@@ -6,7 +6,7 @@ This package is their one public home: :mod:`.nets` (the classifiers, NeoGen's a
 
 from .blocks.dual_attention import ChannelAttention, DualAttentionBlock, SpatialAttention
 from .nets.baselines import CLASSIFIER_NAMES, SwinClassifier, get_classifier
-from .nets.neogen_autoencoder import NEOGEN_AUTOENCODER, neogen_autoencoder
+from .nets.neogen_autoencoder import NEOGEN_AUTOENCODER, SpaceToDepthAutoencoderKL, autoencoder_downsampling, neogen_autoencoder
 from .nets.neogen_diffusion import NEOGEN_DIFFUSION_UNET, controlnet_condition_channels, neogen_controlnet, neogen_diffusion_unet
 from .nets.pattennet import FrozenLatentEncoder, PattenNet, PattenNetFromLatents, upsample_attention_map
 
@@ -19,8 +19,10 @@ __all__ = [
     "FrozenLatentEncoder",
     "PattenNet",
     "PattenNetFromLatents",
+    "SpaceToDepthAutoencoderKL",
     "SpatialAttention",
     "SwinClassifier",
+    "autoencoder_downsampling",
     "controlnet_condition_channels",
     "get_classifier",
     "neogen_autoencoder",

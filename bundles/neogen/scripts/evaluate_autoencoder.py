@@ -16,8 +16,8 @@
    which an autoencoder that kept every anatomical detail but no noise would score.
 5. Resolution references: the PSNR of each NeoSeg input against itself averaged over blocks of
    2x2x2 and 4x4x4 voxels and interpolated back (trilinear): what a linear code of one value per
-   block keeps. The autoencoder's latent grid is 4x coarser than the crop, with
-   ``latent_channels`` values per latent voxel.
+   block keeps. The autoencoder's latent grid is ``neonet_ext.networks.autoencoder_downsampling``
+   times coarser than the crop, with ``latent_channels`` values per latent voxel.
 6. With ``--tile X Y Z``: the same reconstruction PSNR with each input cut into tiles of that size,
    each encoded and decoded on its own: how far the whole crop's reconstruction is from the
    training crop size's (GroupNorm's statistics span the whole input).

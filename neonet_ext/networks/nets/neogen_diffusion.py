@@ -9,9 +9,12 @@ config or the command line (``--diffusion_unet_def#channels "[16, 16, 32]"``) an
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from monai.networks.nets import AutoencoderKL, ControlNet, DiffusionModelUNet
+
+from .neogen_autoencoder import autoencoder_downsampling
 
 __all__ = ["NEOGEN_DIFFUSION_UNET", "controlnet_condition_channels", "neogen_controlnet", "neogen_diffusion_unet"]
 
@@ -61,7 +64,11 @@ def neogen_controlnet(diffusion_unet: DiffusionModelUNet, autoencoder: Autoencod
 
 
 def controlnet_condition_channels(autoencoder: AutoencoderKL, first: int = 8) -> list[int]:
-    """Widths of a ControlNet's mask embedding for latents of ``autoencoder``: one stage per level of the
-    autoencoder, doubling from ``first``, so that the masks are down-sampled to the latent grid as the
-    image is (the embedding halves the size between stages, as the encoder does between levels)."""
-    return [first * 2**level for level in range(len(autoencoder.encoder.channels))]
+    """Widths of a ControlNet's mask embedding for latents of ``autoencoder``, doubling from ``first``: one
+    stage more than the halvings from the patch grid to the latent grid (:func:`autoencoder_downsampling`),
+    the embedding halving the size between stages, so that the masks reach the latent grid as the image does."""
+    halvings = math.log2(autoencoder_downsampling(autoencoder))
+    if not halvings.is_integer():
+        raise ValueError(f"the autoencoder's latent grid must be a power-of-two smaller than its input, got "
+                         f"{autoencoder_downsampling(autoencoder)}x.")
+    return [first * 2**stage for stage in range(int(halvings) + 1)]
