@@ -1,9 +1,10 @@
 """What an update of NeoGen's autoencoder costs on this CPU, for several widths side by side.
 
-    .venv/bin/python benchmarks/bench_autoencoder.py [--networks 32-64-64/4 32-64/8 16-64/8] [--rounds 5]
+    .venv/bin/python benchmarks/bench_autoencoder.py [--networks 32-64-64/4 32-64/8 b2:64/8] [--rounds 5]
 
 Each network is NeoGen's ``AutoencoderKL`` (``neonet_ext.networks.neogen_autoencoder``) with the
-channels of its levels and its latent channels given as ``C1-C2[-C3]/LATENT``, random weights,
+channels of its levels and its latent channels given as ``C1-C2[-C3]/LATENT``, prefixed ``bN:`` for a
+``SpaceToDepthAutoencoderKL`` folding NxNxN blocks into channels first, random weights,
 trained on one random batch (``--batch_size`` crops of ``--crop`` voxels, as stage 1's
 ``--train_crop_size``): the generator update of ``AutoencoderGANTrainer`` before its adversarial
 epochs (L1 + KL, backward, Adam). bfloat16 autocast (``--amp True``) where this CPU runs bfloat16
@@ -23,13 +24,16 @@ from neonet_ext.networks import neogen_autoencoder
 from neonet_ext.utils.timing import median_table, median_times_in_turn
 
 
-def parse_network(spec: str) -> tuple[tuple[int, ...], int]:
-    """``"32-64/8"`` -> ((32, 64), 8): the channels of each level and the latent channels."""
+def parse_network(spec: str) -> tuple[int, tuple[int, ...], int]:
+    """``"32-64/8"`` -> (1, (32, 64), 8), ``"b2:64/8"`` -> (2, (64,), 8): the folded block's side, the channels
+    of each level and the latent channels."""
     try:
-        levels, latent = spec.split("/")
-        return tuple(int(c) for c in levels.split("-")), int(latent)
+        block, _, network = spec.rpartition(":")
+        levels, latent = network.split("/")
+        return int(block.removeprefix("b") or 1), tuple(int(c) for c in levels.split("-")), int(latent)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a network is C1-C2[-C3...]/LATENT, e.g. 32-64/8; got {spec!r}") from None
+        raise argparse.ArgumentTypeError(f"a network is [bN:]C1-C2[-C3...]/LATENT, e.g. 32-64/8 or b2:64/8; "
+                                         f"got {spec!r}") from None
 
 
 def main() -> None:
@@ -55,12 +59,14 @@ def main() -> None:
 
     formats = [torch.contiguous_format] + ([torch.channels_last_3d] if args.channels_last else [])
     steps = {}
-    for channels, latent in args.networks:
+    for block, channels, latent in args.networks:
         for memory_format in formats:
-            autoencoder = neogen_autoencoder(channels=channels, latent_channels=latent).train().to(memory_format=memory_format)
+            autoencoder = neogen_autoencoder(block_size=block, channels=channels, latent_channels=latent).train()
+            autoencoder = autoencoder.to(memory_format=memory_format)
             optimizer = torch.optim.Adam(autoencoder.parameters(), 3e-4)
             x = images.contiguous(memory_format=memory_format)
             name = f"{'-'.join(map(str, channels))}, {latent} latent channels"
+            name = f"{block}x{block}x{block} blocks folded, " + name if block > 1 else name
             name += ", channels last" if memory_format == torch.channels_last_3d else ""
             steps[name] = lambda a=autoencoder, o=optimizer, x=x: update(a, o, x)
     medians = median_times_in_turn(steps, args.rounds)
