@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -398,3 +399,24 @@ def test_networks_export_to_torchscript_by_tracing(trained, tmp_path):
         expected_down, expected_mid = nets["controlnet"](**inputs)
         torch.testing.assert_close(list(down), list(expected_down))
         torch.testing.assert_close(mid, expected_mid)
+
+
+@pytest.mark.slow
+def test_cpu_autoencoder_script_fine_tunes_its_first_phase_on_whole_crops(tmp_path):
+    """scripts/train_autoencoder_cpu.sh: phase 2 starts from phase 1's last weights and writes the bundle's file."""
+    tiny = ("--autoencoder_def#block_size 2 --autoencoder_def#channels [8] --autoencoder_def#latent_channels 2 "
+            "--autoencoder_def#norm_num_groups 4")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PHASE_EPOCHS": "1 1", "PHASE_UPDATES": "2 1", "AUTOENCODER_ARGS": tiny, "AMP": "False"}
+    result = subprocess.run(["bash", str(BUNDLE / "scripts" / "train_autoencoder_cpu.sh"),
+                             str(BUNDLE / "sample_data" / "patches.json"), str(tmp_path)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    phase1 = tmp_path / "phase1" / "last_autoencoder.pt"
+    assert f"Restored all variables from {phase1}" in output
+    from neonet_ext.networks import neogen_autoencoder
+
+    autoencoder = neogen_autoencoder(block_size=2, channels=(8,), latent_channels=2, norm_num_groups=4)
+    for weights in (phase1, tmp_path / "models" / "model_autoencoder.pt"):
+        autoencoder.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
