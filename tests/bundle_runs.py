@@ -32,7 +32,11 @@ def run_bundle(
     result = subprocess.run(bundle_run_command(files, *overrides, launcher=launcher), cwd=REPO, capture_output=True,
                             text=True, timeout=600)
     if check and result.returncode != 0:
-        raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        # the root cause sits early in a long traceback (and once per rank): name every distinct error line
+        lines = (result.stdout + result.stderr).splitlines()
+        errors = list(dict.fromkeys(line for line in lines if re.search(r"\w(Error|Exception)\b", line)))[:20]
+        raise AssertionError(f"bundle run failed ({result.returncode}); its error lines:\n" + "\n".join(errors)
+                             + f"\n--- the end of its output:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
 
 
