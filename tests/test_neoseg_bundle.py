@@ -328,15 +328,19 @@ def test_training_targets_are_class_fractions_on_the_network_grid():
     parser["bundle_root"] = str(BUNDLE)
     case = {"image": str(BUNDLE / "sample_data" / "imagesTr" / "case_000.nii.gz"),
             "label": str(BUNDLE / "sample_data" / "labelsTr" / "case_000.nii.gz")}
-    targets = parser.get_parsed_content("train#preprocessing")(case)
+    targets = parser.get_parsed_content("train#preprocessing").set_random_state(seed=0)(case)
     labels = parser.get_parsed_content("validate#preprocessing")(case)["label"]
     assert labels.shape[0] == 1 and labels.dtype == torch.uint8  # validation scores the label map
+    patches_with_tumour = 0
     for patch in targets:
         target = patch["label"]
         assert target.shape == (3, *patch["image"].shape[1:]) and target.dtype == torch.float32
         torch.testing.assert_close(target.sum(0), torch.ones_like(target[0]), atol=2e-3, rtol=0)
-        partial = (target[2] > 0.05) & (target[2] < 0.95)
-        assert partial.sum() > 0.2 * (target[2] >= 0.95).sum()  # the tumour's edge is fractional
+        if (target[2] >= 0.95).any():  # a crop centred on background may hold no tumour
+            patches_with_tumour += 1
+            partial = (target[2] > 0.05) & (target[2] < 0.95)
+            assert partial.sum() > 0.2 * (target[2] >= 0.95).sum()  # the tumour's edge is fractional
+    assert patches_with_tumour > 0
 
 
 def test_grid_ceiling_scores_fractions_above_nearest_labels(tmp_path, capsys, monkeypatch):
