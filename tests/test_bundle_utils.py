@@ -12,7 +12,7 @@ import torch
 from monai.data import MetaTensor
 
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case, write_cohort
-from neonet_ext.engines.checkpoints import latest_checkpoint, load_checkpoint, load_weights
+from neonet_ext.engines.checkpoints import PretrainedWeightsLoader, latest_checkpoint, load_checkpoint, load_weights
 from neonet_ext.metrics import HausdorffDistanceMMMetric, select_channel
 
 
@@ -63,6 +63,23 @@ def test_load_weights_takes_a_state_dict_or_a_checkpoint_holding_one(tmp_path):
         loaded = load_weights(torch.nn.Linear(3, 2), tmp_path / name, map_location=torch.device("cpu"))
         torch.testing.assert_close(loaded.weight, saved.weight)
     assert load_checkpoint(tmp_path / "ignite.pt")["epoch"] == 4
+
+
+def test_pretrained_weights_come_from_a_state_dict_or_another_trainings_checkpoint(tmp_path):
+    generator, discriminator = torch.nn.Linear(3, 2), torch.nn.Linear(2, 1)
+    optimizer = torch.optim.Adam(generator.parameters())
+    torch.save({"autoencoder": generator.state_dict(), "discriminator": discriminator.state_dict(),
+                "g_optimizer": optimizer.state_dict(), "trainer": {"epoch": 6}}, tmp_path / "checkpoint_epoch=6.pt")
+    torch.save(generator.state_dict(), tmp_path / "plain.pt")
+    for name in ("checkpoint_epoch=6.pt", "plain.pt"):  # "model" is found under the autoencoder's key
+        network = torch.nn.Linear(3, 2)
+        PretrainedWeightsLoader(tmp_path / name, {"model": network})()
+        torch.testing.assert_close(network.weight, generator.weight)
+    both = {"autoencoder": torch.nn.Linear(3, 2), "discriminator": torch.nn.Linear(2, 1)}
+    PretrainedWeightsLoader(tmp_path / "checkpoint_epoch=6.pt", both)()  # each network by its own name
+    torch.testing.assert_close(both["discriminator"].bias, discriminator.bias)
+    with pytest.raises(RuntimeError, match="(?s)plain.pt do not fit the network.*size mismatch"):
+        PretrainedWeightsLoader(tmp_path / "plain.pt", {"model": torch.nn.Linear(4, 2)})()
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):

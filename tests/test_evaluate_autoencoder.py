@@ -87,3 +87,29 @@ def test_tiled_reconstruction_encodes_each_tile_on_its_own(tmp_path):
     assert all(value == pytest.approx(10 * math.log10(1 / 0.02), abs=1e-3) for value in tiled.values())
     with pytest.raises(ValueError, match="do not divide"):
         script.reconstruction_psnr(_MeanRemover(), items, tile=(3, 8, 4))
+
+
+class _Blur(torch.nn.Module):
+    """A stand-in autoencoder that averages each voxel's 3x3x3 neighbourhood: it errs only next to an edge."""
+
+    def encode(self, x):
+        return x, torch.full_like(x, 0.5)
+
+    def decode(self, z):
+        return torch.nn.functional.avg_pool3d(z, 3, stride=1, padding=1, count_include_pad=False)
+
+
+def test_edge_report_finds_the_error_of_a_blurred_mask_edge(tmp_path):
+    script = _script()
+    image = np.zeros((12, 12, 8), np.float32)
+    image[3:9, 3:9, 2:6] = 0.5  # a masked box: the blur changes only voxels within one voxel of its boundary
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
+    nib.save(nib.Nifti1Image(np.stack([image, image], -1), np.eye(4)), tmp_path / "patch.nii.gz")
+    items = [{"patch_image": str(tmp_path / "image.nii.gz"), "patch": str(tmp_path / "patch.nii.gz")}]
+    report = script.posterior_and_edges(_Blur(), items)
+    for entry in report.values():
+        assert entry["posterior_sigma"] == pytest.approx(0.5)
+        assert entry["edge_error_share"] == pytest.approx(1.0) and entry["off_edge_psnr_db"] > 100
+    image[5, 5, 3] = 0.1  # a dip inside the box: error off the edge too
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
+    assert script.posterior_and_edges(_Blur(), items)["unmasked crop"]["edge_error_share"] < 0.99

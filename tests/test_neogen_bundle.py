@@ -192,11 +192,11 @@ def test_autoencoder_training_resumes(trained, tmp_path):
         assert resumed[f"{name}_lr_scheduler"]["last_epoch"] == 2
 
 
-def test_autoencoder_training_can_start_from_given_weights(trained, tmp_path):
-    weights = trained / "models" / "model_autoencoder.pt"
+def test_autoencoder_training_can_start_from_another_trainings_checkpoint(trained, tmp_path):
+    weights = trained / "run1" / "checkpoints" / "checkpoint_epoch=1.pt"  # networks, optimisers, trainer
     result = train_stage(1, tmp_path, "--pretrained_checkpoint", str(weights), "--learning_rate", "0")
-    assert f"Restored all variables from {weights}" in result.stdout + result.stderr
-    expected = torch.load(weights, map_location="cpu", weights_only=True)  # the bare state dict, as CheckpointSaver saves one item
+    assert f"Started model from the weights in {weights}" in result.stdout + result.stderr
+    expected = torch.load(weights, map_location="cpu", weights_only=True)["autoencoder"]
     trained_from = torch.load(tmp_path / "run1" / "checkpoints" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
     for key, value in expected.items():  # learning rate 0: one epoch leaves the loaded weights as they were
         torch.testing.assert_close(trained_from["autoencoder"][key], value, msg=key)
@@ -413,10 +413,9 @@ def test_cpu_autoencoder_script_fine_tunes_its_first_phase_on_whole_crops(tmp_pa
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    phase1 = tmp_path / "phase1" / "last_autoencoder.pt"
-    assert f"Restored all variables from {phase1}" in output
+    phase1 = tmp_path / "phase1" / "checkpoints" / "checkpoint_epoch=1.pt"
+    assert f"Started model from the weights in {phase1}" in output
     from neonet_ext.networks import neogen_autoencoder
 
     autoencoder = neogen_autoencoder(block_size=2, channels=(8,), latent_channels=2, norm_num_groups=4)
-    for weights in (phase1, tmp_path / "models" / "model_autoencoder.pt"):
-        autoencoder.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    autoencoder.load_state_dict(torch.load(tmp_path / "models" / "model_autoencoder.pt", map_location="cpu", weights_only=True))

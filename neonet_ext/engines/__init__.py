@@ -5,6 +5,7 @@ from neonet_ext.engines.batch_norm import BatchNormRecalibration, drop_single_it
 from neonet_ext.engines.case_runner import CaseRunner
 from neonet_ext.engines.checkpoints import (
     KeepScheduleHorizon,
+    PretrainedWeightsLoader,
     ReseedOnResume,
     latest_checkpoint,
     load_checkpoint,
@@ -34,6 +35,7 @@ __all__ = [
     "ClassificationReport",
     "InputGated",
     "KeepScheduleHorizon",
+    "PretrainedWeightsLoader",
     "LatentOutlierScore",
     "LatentReference",
     "PNIPredictor",

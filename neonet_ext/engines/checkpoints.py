@@ -19,6 +19,7 @@ from monai.utils import set_determinism
 __all__ = [
     "STATE_DICT_KEYS",
     "KeepScheduleHorizon",
+    "PretrainedWeightsLoader",
     "ReseedOnResume",
     "latest_checkpoint",
     "load_checkpoint",
@@ -40,9 +41,9 @@ def resumable_checkpoint_handlers(
 
     A loader of ``resume_checkpoint`` into everything in ``save_dict`` (networks, optimisers,
     schedulers, the trainer's epoch) when there is one, followed by :class:`KeepScheduleHorizon` and
-    :class:`ReseedOnResume`; otherwise, a loader of
+    :class:`ReseedOnResume`; otherwise, a :class:`PretrainedWeightsLoader` of
     ``pretrained_checkpoint`` into ``pretrained_dict`` alone (weights to start from, e.g.
-    ``{"model": network}``); then a saver of ``save_dict`` to ``checkpoint_dir`` after every
+    ``{"model": network}``: a bare state dict, a bundle's weights or another training's checkpoint); then a saver of ``save_dict`` to ``checkpoint_dir`` after every
     epoch, keeping the last (ignite writes it atomically).
 
     Args:
@@ -62,9 +63,42 @@ def resumable_checkpoint_handlers(
     elif pretrained_checkpoint:
         if not pretrained_dict:
             raise ValueError("a pretrained_checkpoint needs a pretrained_dict to load it into, e.g. {'model': network}.")
-        handlers.append(CheckpointLoader(load_path=str(pretrained_checkpoint), load_dict=dict(pretrained_dict), map_location=device))
+        handlers.append(PretrainedWeightsLoader(pretrained_checkpoint, pretrained_dict, map_location=device))
     handlers.append(CheckpointSaver(save_dir=str(checkpoint_dir), save_dict=dict(save_dict), save_interval=1, n_saved=1, epoch_level=True))
     return handlers
+
+
+class PretrainedWeightsLoader:
+    """Weights to start a training from, loaded into its networks when it starts (``Events.STARTED``).
+
+    The file may hold a bare state dict (one network), a bundle's weights, or a whole training
+    checkpoint (e.g. another run's ``checkpoint_epoch=N.pt``, whose optimiser state is not wanted):
+    each network of ``networks`` gets the entry of its own name when the checkpoint has one, else
+    the state dict :func:`load_weights` would find (itself, or the first under :data:`STATE_DICT_KEYS`).
+
+    Args:
+        path: the weights file.
+        networks: name -> network to load, e.g. ``{"model": network}``.
+        map_location: where tensors are read to.
+    """
+
+    def __init__(self, path: str | os.PathLike, networks: Mapping[str, torch.nn.Module], map_location: Any = "cpu") -> None:
+        self.path = path
+        self.networks = dict(networks)
+        self.map_location = map_location
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine | None = None) -> None:
+        checkpoint = load_checkpoint(self.path, self.map_location, "pretrained")
+        for name, network in self.networks.items():
+            if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get(name), Mapping):
+                state = checkpoint[name]
+            else:
+                state = _state_dict(checkpoint, self.path, name)
+            _load_state_dict(network, state, self.path, name)
+        logging.getLogger(__name__).info(f"Started {', '.join(self.networks)} from the weights in {self.path}")
 
 
 class KeepScheduleHorizon:
@@ -174,6 +208,12 @@ def load_weights(
             message names the file and the first mismatches).
     """
     state = _state_dict(load_checkpoint(path, map_location, what), path, what)
+    _load_state_dict(network, state, path, what)
+    return network
+
+
+def _load_state_dict(network: torch.nn.Module, state: Mapping[str, torch.Tensor], path: str | os.PathLike, what: str
+                     ) -> None:
     try:
         network.load_state_dict(state)
     except RuntimeError as e:
@@ -182,7 +222,6 @@ def load_weights(
             f"{what} weights {path} do not fit the network in the config (were they trained with other "
             f"network settings?):\n{details}"
         ) from None
-    return network
 
 
 def _state_dict(checkpoint: Any, path: str | os.PathLike, what: str) -> Mapping[str, torch.Tensor]:

@@ -18,10 +18,12 @@
    2x2x2 and 4x4x4 voxels and interpolated back (trilinear): what a linear code of one value per
    block keeps. The autoencoder's latent grid is ``neonet_ext.networks.autoencoder_downsampling``
    times coarser than the crop, with ``latent_channels`` values per latent voxel.
-6. With ``--tile X Y Z``: the same reconstruction PSNR with each input cut into tiles of that size,
+6. The posterior (mean sigma, the spread of the mean) and where the error lies: its share on the
+   masks' edges, the PSNR elsewhere.
+7. With ``--tile X Y Z``: the same reconstruction PSNR with each input cut into tiles of that size,
    each encoded and decoded on its own: how far the whole crop's reconstruction is from the
    training crop size's (GroupNorm's statistics span the whole input).
-7. With ``--pca_patches`` (a patch datalist of other cases, e.g. the autoencoder's training crops):
+8. With ``--pca_patches`` (a patch datalist of other cases, e.g. the autoencoder's training crops):
    what a linear code with as many values per 4x4x4 block as a latent voxel has channels keeps:
    principal components of 4x4x4 blocks (all three inputs of ``--pca_cases`` of those cases), the
    first k kept (k = 4, 8, 16, 32), each NeoSeg input projected on them. A trained autoencoder
@@ -56,6 +58,7 @@ NEOSEG = BUNDLE.parent / "neoseg"
 #: The three single-channel inputs: (name, patch key, channel).
 INPUTS = (("unmasked crop", "patch_image", 0), ("liver + tumour channel", "patch", 0), ("tumour channel", "patch", 1))
 NOISE_FREE_SNR = 1e9
+NEIGHBOURS = np.ones((3, 3, 3), bool)  # "within one voxel" includes the diagonals
 
 
 def psnr(estimate: np.ndarray, reference: np.ndarray, data_range: float = 1.0) -> float:
@@ -113,6 +116,34 @@ def reconstruction_psnr(autoencoder: torch.nn.Module, items: list[dict], tile: t
                 reconstruction[where] = autoencoder.decode(autoencoder.encode(x[where])[0])
             scores[name].append(psnr(reconstruction[0, 0].numpy(), x[0, 0].numpy()))
     return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+@torch.no_grad()
+def posterior_and_edges(autoencoder: torch.nn.Module, items: list[dict]) -> dict[str, dict[str, float]]:
+    """Per input: the posterior's mean sigma and the spread of its mean (how much noise the latent carries
+    against its signal: the KL term pulls sigma to 1), and where the reconstruction's squared error lies: its
+    share on the mask's edge (voxels within one voxel of the boundary between zero and the masked image; none
+    in the unmasked crop) and the PSNR over the other voxels."""
+    from scipy import ndimage
+
+    report: dict[str, dict[str, list[float]]] = {name: {"sigma": [], "mu_std": [], "edge_share": [], "off_edge_mse": []}
+                                                 for name, _, _ in INPUTS}
+    for item in items:
+        for name, key, channel in INPUTS:
+            x = torch.from_numpy(read(item[key], channel))[None, None]
+            mu, sigma = autoencoder.encode(x)
+            error = (autoencoder.decode(mu) - x)[0, 0].double().numpy() ** 2
+            inside = x[0, 0].numpy() != 0
+            edge = (inside & ~ndimage.binary_erosion(inside, NEIGHBOURS)) | (~inside & ndimage.binary_dilation(inside, NEIGHBOURS))
+            entry = report[name]
+            entry["sigma"].append(float(sigma.mean()))
+            entry["mu_std"].append(float(mu.std()))
+            entry["edge_share"].append(float(error[edge].sum() / max(error.sum(), 1e-20)))
+            entry["off_edge_mse"].append(float(error[~edge].mean()))
+    return {name: {"posterior_sigma": float(np.mean(e["sigma"])), "posterior_mu_std": float(np.mean(e["mu_std"])),
+                   "edge_error_share": float(np.mean(e["edge_share"])),
+                   "off_edge_psnr_db": float(10 * np.log10(1 / max(np.mean(e["off_edge_mse"]), 1e-30)))}
+            for name, e in report.items()}
 
 
 def block_average_psnr(items: list[dict], factor: int) -> dict[str, float]:
@@ -189,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": args.checkpoint,
         "cohort": {"cases": args.cases, "seed": args.seed, "neoseg_patches": len(neoseg_items)},
         "reconstruction_psnr_db": reconstruction_psnr(autoencoder, neoseg_items),
+        "posterior_and_edges": posterior_and_edges(autoencoder, neoseg_items),
         "noise_ceiling_psnr_db": noise_ceiling(noisy_gt, clean_gt),
         "block_average_psnr_db": {f"{k}x{k}x{k}": block_average_psnr(neoseg_items, k) for k in (2, 4)},
     }
@@ -207,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, _, _ in INPUTS:
         print(f"| {name} | {result['reconstruction_psnr_db'][name]:.1f} dB | {result['noise_ceiling_psnr_db'][name]:.1f} dB "
               f"| {blocks['2x2x2'][name]:.1f} dB | {blocks['4x4x4'][name]:.1f} dB |")
+    print("\n| input | posterior sigma (mean) | posterior mean (std) | share of the squared error on the mask's edge "
+          "| PSNR off the edge |\n| --- | --- | --- | --- | --- |")
+    for name, entry in result["posterior_and_edges"].items():
+        print(f"| {name} | {entry['posterior_sigma']:.3f} | {entry['posterior_mu_std']:.3f} | {entry['edge_error_share']:.2f} "
+              f"| {entry['off_edge_psnr_db']:.1f} dB |")
     if "tiled_reconstruction_psnr_db" in result:
         tiled = result["tiled_reconstruction_psnr_db"]
         print(f"\nReconstructed in {'x'.join(map(str, tiled['tile']))} tiles: "
