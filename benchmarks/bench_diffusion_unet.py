@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_diffusion_unet.py [--rounds 5] [--batch_size 8]
 
 Each variant is ``neonet_ext.networks.neogen_diffusion_unet`` (random weights) on one random batch of
-latents: v-prediction MSE against random targets, backward, Adam, under bfloat16 autocast as ``--amp
-True`` runs it on CPU. The variants are the latents of the two autoencoders (4x down-sampling, 4 channels:
+latents: v-prediction MSE against random targets, backward, Adam; under bfloat16 autocast where this
+CPU runs bfloat16 natively, as ``--amp True`` trains it, float32 elsewhere (``--amp``/``--no-amp`` force it). The variants are the latents of the two autoencoders (4x down-sampling, 4 channels:
 4x16x16x8; 2x down-sampling, 8 channels: 8x32x32x16, for 64x64x32 crops), each with the UNet's three
 levels and, on the larger grid, a fourth (attention only at the two coarsest). Timed in turn every round;
 medians.
@@ -16,6 +16,7 @@ import argparse
 
 import torch
 
+from neonet_ext.engines import cpu_has_fast_bfloat16
 from neonet_ext.networks import neogen_diffusion_unet
 from neonet_ext.utils.timing import median_table, median_times_in_turn
 
@@ -32,7 +33,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--no-amp", dest="amp", action="store_false")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=cpu_has_fast_bfloat16(),
+                        help="bfloat16 autocast (default: where this CPU runs it natively)")
     args = parser.parse_args()
     torch.manual_seed(0)
 
