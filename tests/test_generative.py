@@ -320,3 +320,23 @@ def test_prepare_batch_on_cached_latents_skips_the_encoder():
     torch.testing.assert_close(target_cached, target_encoded)
     assert torch.equal(kwargs_cached["timesteps"], kwargs_encoded["timesteps"])
     assert float(estimate_latent_scale(None, [{"image": mu}]).value) == pytest.approx(1 / float(mu.std()), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", [torch.nn.L1Loss(), torch.nn.MSELoss()])
+def test_autoencoder_trainer_reconstructs_with_the_loss_it_is_given(loss):
+    from monai.networks.nets import PatchDiscriminator
+
+    from neonet_ext.generative import AutoencoderGANTrainer
+
+    autoencoder = tiny_autoencoder()
+    discriminator = PatchDiscriminator(spatial_dims=3, num_layers_d=1, channels=4, in_channels=1, out_channels=1)
+    image = torch.rand(1, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    trainer = AutoencoderGANTrainer(
+        device="cpu", max_epochs=1, train_data_loader=[{"image": image}], autoencoder=autoencoder,
+        discriminator=discriminator, g_optimizer=torch.optim.SGD(autoencoder.parameters(), lr=0.0),
+        d_optimizer=torch.optim.SGD(discriminator.parameters(), lr=0.0), adversarial_start_epoch=1000,
+        reconstruction_loss=loss,
+    )
+    trainer.run()
+    output = trainer.state.output[0]
+    assert output["recon_loss"] == pytest.approx(float(loss(output["pred"], image[0])), rel=1e-5)

@@ -26,7 +26,8 @@ def kl_divergence(z_mu: torch.Tensor, z_sigma: torch.Tensor) -> torch.Tensor:
 class AutoencoderGANTrainer(Trainer):
     """One generator and one discriminator update per batch for an ``AutoencoderKL``.
 
-    Generator loss: ``L1(x_hat, x) + kl_weight * KL + adversarial_weight * adv(D(x_hat))``;
+    Generator loss: ``reconstruction_loss(x_hat, x) + kl_weight * KL + adversarial_weight * adv(D(x_hat))``
+    (the reconstruction loss L1 unless given);
     discriminator loss: ``adversarial_weight * (adv(D(x_hat), fake) + adv(D(x), real)) / 2``
     with least-squares patch-adversarial losses. The adversarial terms start at epoch
     ``adversarial_start_epoch`` (1-based), after the autoencoder has learnt to reconstruct.
@@ -47,6 +48,8 @@ class AutoencoderGANTrainer(Trainer):
             per sample (instance norm), not per batch.
         g_optimizer, d_optimizer: optimisers of the two networks.
         kl_weight, adversarial_weight: loss weights.
+        reconstruction_loss: ``loss(x_hat, x)`` between the reconstruction and the input (default
+            ``torch.nn.L1Loss()``; e.g. ``torch.nn.MSELoss()``, which PSNR measures).
         adversarial_start_epoch: first epoch with adversarial terms.
         image_key: key of the image in each batch.
         train_handlers: handlers with ``attach``, as for ``SupervisedTrainer``.
@@ -71,6 +74,7 @@ class AutoencoderGANTrainer(Trainer):
         amp: bool = False,
         prepare_batch: Callable = default_prepare_batch,
         key_train_metric: dict | None = None,
+        reconstruction_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__(
             device=device,
@@ -91,6 +95,7 @@ class AutoencoderGANTrainer(Trainer):
         self.adversarial_start_epoch = adversarial_start_epoch
         self.image_key = image_key
         self.adversarial_loss = PatchAdversarialLoss(criterion="least_squares")
+        self.reconstruction_loss = reconstruction_loss or torch.nn.L1Loss()
 
     def _iteration(self, engine: AutoencoderGANTrainer, batchdata: dict[str, Any]) -> dict[str, Any]:
         images = batchdata[self.image_key].to(engine.state.device, non_blocking=engine.non_blocking)
@@ -102,7 +107,7 @@ class AutoencoderGANTrainer(Trainer):
         self.g_optimizer.zero_grad(set_to_none=True)
         with autocast:
             recon, z_mu, z_sigma = self.autoencoder(images)
-            recon_loss = torch.nn.functional.l1_loss(recon.float(), images.float())
+            recon_loss = self.reconstruction_loss(recon.float(), images.float())
             kl_loss = kl_divergence(z_mu.float(), z_sigma.float())
             g_loss = recon_loss + self.kl_weight * kl_loss
             adv_loss = torch.zeros((), device=images.device)
