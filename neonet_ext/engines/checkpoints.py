@@ -43,8 +43,9 @@ def resumable_checkpoint_handlers(
     schedulers, the trainer's epoch) when there is one, followed by :class:`KeepScheduleHorizon` and
     :class:`ReseedOnResume`; otherwise, a :class:`PretrainedWeightsLoader` of
     ``pretrained_checkpoint`` into ``pretrained_dict`` alone (weights to start from, e.g.
-    ``{"model": network}``: a bare state dict, a bundle's weights or another training's checkpoint); then a saver of ``save_dict`` to ``checkpoint_dir`` after every
-    epoch, keeping the last (ignite writes it atomically).
+    ``{"model": network}``: a bare state dict, a bundle's weights or another training's checkpoint);
+    then a saver of ``save_dict`` to ``checkpoint_dir`` after every epoch, keeping the last (ignite
+    writes it atomically).
 
     Args:
         save_dict: what a checkpoint holds, e.g. ``{"model": net, "optimizer": opt, "trainer": trainer}``.
