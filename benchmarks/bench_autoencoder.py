@@ -4,7 +4,8 @@
 
 Each network is NeoGen's ``AutoencoderKL`` (``neonet_ext.networks.neogen_autoencoder``) with the
 channels of its levels and its latent channels given as ``C1-C2[-C3]/LATENT``, prefixed ``bN:`` for a
-``SpaceToDepthAutoencoderKL`` folding NxNxN blocks into channels first, random weights,
+``SpaceToDepthAutoencoderKL`` folding NxNxN blocks into channels first, suffixed ``rR`` for R residual
+blocks a level (1 without), random weights,
 trained on one random batch (``--batch_size`` crops of ``--crop`` voxels, as stage 1's
 ``--train_crop_size``): the generator update of ``AutoencoderGANTrainer`` before its adversarial
 epochs (L1 + KL, backward, Adam). bfloat16 autocast (``--amp True``) where this CPU runs bfloat16
@@ -24,16 +25,18 @@ from neonet_ext.networks import neogen_autoencoder
 from neonet_ext.utils.timing import median_table, median_times_in_turn
 
 
-def parse_network(spec: str) -> tuple[int, tuple[int, ...], int]:
-    """``"32-64/8"`` -> (1, (32, 64), 8), ``"b2:64/8"`` -> (2, (64,), 8): the folded block's side, the channels
-    of each level and the latent channels."""
+def parse_network(spec: str) -> tuple[int, tuple[int, ...], int, int]:
+    """``"32-64/8"`` -> (1, (32, 64), 8, 1), ``"b2:64/8r2"`` -> (2, (64,), 8, 2): the folded block's side, the
+    channels of each level, the latent channels and the residual blocks per level."""
     try:
         block, _, network = spec.rpartition(":")
         levels, latent = network.split("/")
-        return int(block.removeprefix("b") or 1), tuple(int(c) for c in levels.split("-")), int(latent)
+        latent, _, res_blocks = latent.partition("r")
+        return (int(block.removeprefix("b") or 1), tuple(int(c) for c in levels.split("-")), int(latent),
+                int(res_blocks or 1))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a network is [bN:]C1-C2[-C3...]/LATENT, e.g. 32-64/8 or b2:64/8; "
-                                         f"got {spec!r}") from None
+        raise argparse.ArgumentTypeError(f"a network is [bN:]C1-C2[-C3...]/LATENT[rRES_BLOCKS], e.g. 32-64/8 or "
+                                         f"b2:64/8r2; got {spec!r}") from None
 
 
 def main() -> None:
@@ -59,13 +62,15 @@ def main() -> None:
 
     formats = [torch.contiguous_format] + ([torch.channels_last_3d] if args.channels_last else [])
     steps = {}
-    for block, channels, latent in args.networks:
+    for block, channels, latent, res_blocks in args.networks:
         for memory_format in formats:
-            autoencoder = neogen_autoencoder(block_size=block, channels=channels, latent_channels=latent).train()
+            autoencoder = neogen_autoencoder(block_size=block, channels=channels, latent_channels=latent,
+                                             num_res_blocks=res_blocks).train()
             autoencoder = autoencoder.to(memory_format=memory_format)
             optimizer = torch.optim.Adam(autoencoder.parameters(), 3e-4)
             x = images.contiguous(memory_format=memory_format)
             name = f"{'-'.join(map(str, channels))}, {latent} latent channels"
+            name += f", {res_blocks} residual blocks a level" if res_blocks > 1 else ""
             name = f"{block}x{block}x{block} blocks folded, " + name if block > 1 else name
             name += ", channels last" if memory_format == torch.channels_last_3d else ""
             steps[name] = lambda a=autoencoder, o=optimizer, x=x: update(a, o, x)

@@ -12,12 +12,14 @@ from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
 
 from neonet_ext.data.patches import load_patch_datalist, patches_with_tumour, relative_to_folder
 from neonet_ext.generative import (
+    EdgeWeightedL1Loss,
     LatentDiffusionPrepareBatch,
     LatentScale,
     check_condition_masks,
     estimate_latent_scale,
     kl_divergence,
     masked_patch,
+    zero_edge,
 )
 from neonet_ext.labels import LIVER, TUMOUR
 from neonet_ext.transforms import TLCR, UNCONDITIONAL, ClassContext, ClassContextd
@@ -340,3 +342,29 @@ def test_autoencoder_trainer_reconstructs_with_the_loss_it_is_given(loss):
     trainer.run()
     output = trainer.state.output[0]
     assert output["recon_loss"] == pytest.approx(float(loss(output["pred"], image[0])), rel=1e-5)
+
+
+def test_zero_edge_marks_one_voxel_either_side_of_a_masks_boundary():
+    image = torch.zeros(1, 1, 7, 7, 7)
+    image[..., 2:5, 2:5, 2:5] = 0.5  # a 3-voxel cube: its centre is not on the edge, the shell around it is
+    edge = zero_edge(image)
+    assert edge[0, 0, 3, 3, 3] == 0 and edge[0, 0, 2, 2, 2] == 1 and edge[0, 0, 1, 3, 3] == 1
+    assert edge[0, 0, 0, 3, 3] == 0
+    assert int(edge.sum()) == 5**3 - 1
+    assert not zero_edge(torch.ones(1, 1, 7, 7, 7)).any()  # the volume's border is no edge
+
+
+def test_edge_weighted_l1_weighs_errors_on_the_edge_and_is_l1_without_one():
+    target = torch.zeros(1, 1, 7, 7, 7)
+    target[..., 2:5, 2:5, 2:5] = 1.0
+    on_edge, off_edge = torch.zeros_like(target), torch.zeros_like(target)
+    on_edge[0, 0, 1, 3, 3] = 0.5
+    off_edge[0, 0, 3, 3, 3] = 0.5
+    loss = EdgeWeightedL1Loss(edge_weight=4.0)
+    assert float(loss(target + on_edge, target)) == pytest.approx(5 * float(loss(target + off_edge, target)))
+    noisy = target + torch.rand(target.shape, generator=torch.Generator().manual_seed(0))
+    assert float(EdgeWeightedL1Loss(0.0)(noisy, target)) == pytest.approx(float(torch.nn.L1Loss()(noisy, target)))
+    flat = torch.full_like(target, 0.3)
+    assert float(loss(noisy, flat)) == pytest.approx(float(torch.nn.L1Loss()(noisy, flat)))
+    with pytest.raises(ValueError, match="edge_weight"):
+        EdgeWeightedL1Loss(-1.0)

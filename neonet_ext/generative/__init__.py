@@ -8,12 +8,14 @@ from neonet_ext.generative.diffusion import (
     estimate_latent_scale,
     load_diffusion_checkpoint,
 )
+from neonet_ext.generative.losses import EdgeWeightedL1Loss, zero_edge
 from neonet_ext.generative.sampling import MaskConditionedSampler, masked_patch
 from neonet_ext.generative.synthesize import PatchSynthesizer, check_condition_masks
 
 __all__ = [
     "AutoencoderGANTrainer",
     "ControlNetTrainingInferer",
+    "EdgeWeightedL1Loss",
     "LatentDiffusionPrepareBatch",
     "LatentScale",
     "MaskConditionedSampler",
@@ -24,4 +26,5 @@ __all__ = [
     "kl_divergence",
     "load_diffusion_checkpoint",
     "masked_patch",
+    "zero_edge",
 ]
