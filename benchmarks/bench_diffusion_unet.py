@@ -6,8 +6,9 @@ Each variant is ``neonet_ext.networks.neogen_diffusion_unet`` (random weights) o
 latents: v-prediction MSE against random targets, backward, Adam; under bfloat16 autocast where this
 CPU runs bfloat16 natively, as ``--amp True`` trains it, float32 elsewhere (``--amp``/``--no-amp`` force it). The variants are the latents of the two autoencoders (4x down-sampling, 4 channels:
 4x16x16x8; 2x down-sampling, 8 channels: 8x32x32x16, for 64x64x32 crops), each with the UNet's three
-levels and, on the larger grid, a fourth (attention only at the two coarsest). Timed in turn every round;
-medians.
+levels and, on the larger grid, a fourth (attention only at the two coarsest), or the larger latent with each
+2x2x2 block folded into channels (``block_size=2``: the UNet runs on 64x16x16x8). Timed in
+turn every round; medians.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ VARIANTS = {
     "4x16x16x8, 3 levels": ((4, 16, 16, 8), THREE_LEVELS),
     "8x32x32x16, 3 levels": ((8, 32, 32, 16), THREE_LEVELS),
     "8x32x32x16, 4 levels": ((8, 32, 32, 16), FOUR_LEVELS),
+    "8x32x32x16 folded to 64x16x16x8, 3 levels": ((8, 32, 32, 16), {"block_size": 2}),
 }
 
 

@@ -80,13 +80,14 @@ def test_tiled_reconstruction_encodes_each_tile_on_its_own(tmp_path):
     nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
     nib.save(nib.Nifti1Image(np.stack([image, image], -1), np.eye(4)), tmp_path / "patch.nii.gz")
     items = [{"patch_image": str(tmp_path / "image.nii.gz"), "patch": str(tmp_path / "patch.nii.gz")}]
-    whole = script.reconstruction_psnr(_MeanRemover(), items)
-    tiled = script.reconstruction_psnr(_MeanRemover(), items, tile=(4, 8, 4))
-    assert all(value == pytest.approx(10 * math.log10(1 / 0.1**2), abs=1e-3) for value in whole.values())  # off by 0.1
+    whole = script.reconstruction_report(_MeanRemover(), items)
+    tiled = script.tiled_reconstruction_psnr(_MeanRemover(), items, tile=(4, 8, 4))
+    assert all(entry["reconstruction_psnr_db"] == pytest.approx(10 * math.log10(1 / 0.1**2), abs=1e-3)
+               for entry in whole.values())  # off by 0.1
     # each tile's own mean is removed: the zero half exactly, the 0.2 half entirely (MSE 0.02)
     assert all(value == pytest.approx(10 * math.log10(1 / 0.02), abs=1e-3) for value in tiled.values())
     with pytest.raises(ValueError, match="do not divide"):
-        script.reconstruction_psnr(_MeanRemover(), items, tile=(3, 8, 4))
+        script.tiled_reconstruction_psnr(_MeanRemover(), items, tile=(3, 8, 4))
 
 
 class _Blur(torch.nn.Module):
@@ -106,10 +107,10 @@ def test_edge_report_finds_the_error_of_a_blurred_mask_edge(tmp_path):
     nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
     nib.save(nib.Nifti1Image(np.stack([image, image], -1), np.eye(4)), tmp_path / "patch.nii.gz")
     items = [{"patch_image": str(tmp_path / "image.nii.gz"), "patch": str(tmp_path / "patch.nii.gz")}]
-    report = script.posterior_and_edges(_Blur(), items)
+    report = script.reconstruction_report(_Blur(), items)
     for entry in report.values():
         assert entry["posterior_sigma"] == pytest.approx(0.5)
         assert entry["edge_error_share"] == pytest.approx(1.0) and entry["off_edge_psnr_db"] > 100
     image[5, 5, 3] = 0.1  # a dip inside the box: error off the edge too
     nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "image.nii.gz")
-    assert script.posterior_and_edges(_Blur(), items)["unmasked crop"]["edge_error_share"] < 0.99
+    assert script.reconstruction_report(_Blur(), items)["unmasked crop"]["edge_error_share"] < 0.99

@@ -367,6 +367,48 @@ def test_the_controlnet_mirrors_the_diffusion_unet_it_is_given():
         neogen_controlnet(plain, neogen_autoencoder())
 
 
+def test_a_folded_diffusion_unet_runs_on_the_block_grid_with_its_controlnet():
+    from monai.networks.nets import ControlNet, DiffusionModelUNet
+    from monai.networks.utils import pixelunshuffle
+
+    from neonet_ext.networks import (
+        SpaceToDepthControlNet,
+        SpaceToDepthDiffusionUNet,
+        neogen_autoencoder,
+        neogen_controlnet,
+        neogen_diffusion_unet,
+    )
+
+    small = {"channels": (16, 16, 32), "num_head_channels": (0, 16, 16), "norm_num_groups": 8}
+    torch.manual_seed(0)
+    unet = neogen_diffusion_unet(latent_channels=8, num_classes=2, block_size=2, **small).eval()
+    assert isinstance(unet, SpaceToDepthDiffusionUNet)
+    first_conv = next(m for m in unet.modules() if isinstance(m, torch.nn.Conv3d))
+    assert first_conv.in_channels == 64  # a 2x2x2 block of 8 latent channels
+    # exactly a plain UNet of 64 channels on the unshuffled latent, output shuffled back
+    plain = DiffusionModelUNet(out_channels=64, **{**unet.neogen_arguments, "in_channels": 64}).eval()
+    plain.load_state_dict(unet.state_dict())
+    latent = torch.randn(2, 8, 16, 16, 8)
+    timesteps, context = torch.tensor([3, 500]), torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+    with torch.no_grad():
+        prediction = unet(latent, timesteps, context)
+        folded = plain(pixelunshuffle(latent, 3, 2), timesteps, context)
+    assert prediction.shape == latent.shape
+    assert torch.allclose(pixelunshuffle(prediction, 3, 2), folded, atol=1e-5)
+    # the ControlNet folds the latent as the UNet does and embeds the masks (on the patch grid, 2x the latent's)
+    # down to the folded grid: its residuals fit the UNet
+    autoencoder = neogen_autoencoder(block_size=2, channels=(16,), latent_channels=8, norm_num_groups=8)
+    controlnet = neogen_controlnet(unet, autoencoder).eval()
+    assert isinstance(controlnet, SpaceToDepthControlNet) and isinstance(controlnet, ControlNet)
+    assert controlnet.load_state_dict(unet.state_dict(), strict=False).unexpected_keys
+    masks = torch.rand(2, 2, 32, 32, 16)
+    with torch.no_grad():
+        down, mid = controlnet(latent, timesteps, masks, context=context)
+        controlled = unet(latent, timesteps, context, down_block_additional_residuals=down,
+                          mid_block_additional_residual=mid)
+    assert down[0].shape[2:] == (8, 8, 4) and controlled.shape == latent.shape
+
+
 @pytest.mark.parametrize("channels, factor", [((16,), 2), ((16, 16), 4)])
 def test_space_to_depth_autoencoder_works_on_the_block_grid(channels, factor):
     from monai.networks.nets import ControlNet

@@ -7,7 +7,14 @@ This package is their one public home: :mod:`.nets` (the classifiers, NeoGen's a
 from .blocks.dual_attention import ChannelAttention, DualAttentionBlock, SpatialAttention
 from .nets.baselines import CLASSIFIER_NAMES, SwinClassifier, get_classifier
 from .nets.neogen_autoencoder import NEOGEN_AUTOENCODER, SpaceToDepthAutoencoderKL, autoencoder_downsampling, neogen_autoencoder
-from .nets.neogen_diffusion import NEOGEN_DIFFUSION_UNET, controlnet_condition_channels, neogen_controlnet, neogen_diffusion_unet
+from .nets.neogen_diffusion import (
+    NEOGEN_DIFFUSION_UNET,
+    SpaceToDepthControlNet,
+    SpaceToDepthDiffusionUNet,
+    controlnet_condition_channels,
+    neogen_controlnet,
+    neogen_diffusion_unet,
+)
 from .nets.pattennet import FrozenLatentEncoder, PattenNet, PattenNetFromLatents, upsample_attention_map
 
 __all__ = [
@@ -20,6 +27,8 @@ __all__ = [
     "PattenNet",
     "PattenNetFromLatents",
     "SpaceToDepthAutoencoderKL",
+    "SpaceToDepthControlNet",
+    "SpaceToDepthDiffusionUNet",
     "SpatialAttention",
     "SwinClassifier",
     "autoencoder_downsampling",

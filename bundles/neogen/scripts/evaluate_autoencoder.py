@@ -49,6 +49,7 @@ import torch
 from neonet_ext.data import load_patch_datalist, patches_with_tumour
 from neonet_ext.data.synthetic import scoring_cohort_config, write_cohort_once
 from neonet_ext.engines import load_weights
+from neonet_ext.generative import zero_edge
 from neonet_ext.networks import neogen_autoencoder
 from neonet_ext.utils.bundle import bundle_run_command
 from neonet_ext.utils.io import atomic_write
@@ -58,7 +59,6 @@ NEOSEG = BUNDLE.parent / "neoseg"
 #: The three single-channel inputs: (name, patch key, channel).
 INPUTS = (("unmasked crop", "patch_image", 0), ("liver + tumour channel", "patch", 0), ("tumour channel", "patch", 1))
 NOISE_FREE_SNR = 1e9
-NEIGHBOURS = np.ones((3, 3, 3), bool)  # "within one voxel" includes the diagonals
 
 
 def psnr(estimate: np.ndarray, reference: np.ndarray, data_range: float = 1.0) -> float:
@@ -99,51 +99,49 @@ def ground_truth(dataset: Path, out: Path) -> Path:
 
 
 @torch.no_grad()
-def reconstruction_psnr(autoencoder: torch.nn.Module, items: list[dict], tile: tuple[int, ...] | None = None
-                        ) -> dict[str, float]:
-    """PSNR of ``decode(mu)`` against each input; with ``tile``, each input is reconstructed in non-overlapping
-    tiles of that size (which must divide it), e.g. the crop size the autoencoder trained on."""
-    scores: dict[str, list[float]] = {name: [] for name, _, _ in INPUTS}
-    for item in items:
-        for name, key, channel in INPUTS:
-            x = torch.from_numpy(read(item[key], channel))[None, None]
-            size = tuple(tile or x.shape[2:])
-            if any(side % t for side, t in zip(x.shape[2:], size)):
-                raise ValueError(f"tiles of {size} do not divide the {tuple(x.shape[2:])} input {item[key]}")
-            reconstruction = torch.empty_like(x)
-            for corner in itertools.product(*(range(0, side, t) for side, t in zip(x.shape[2:], size))):
-                where = (..., *(slice(c, c + t) for c, t in zip(corner, size)))
-                reconstruction[where] = autoencoder.decode(autoencoder.encode(x[where])[0])
-            scores[name].append(psnr(reconstruction[0, 0].numpy(), x[0, 0].numpy()))
-    return {name: float(np.mean(values)) for name, values in scores.items()}
-
-
-@torch.no_grad()
-def posterior_and_edges(autoencoder: torch.nn.Module, items: list[dict]) -> dict[str, dict[str, float]]:
-    """Per input: the posterior's mean sigma and the spread of its mean (how much noise the latent carries
-    against its signal: the KL term pulls sigma to 1), and where the reconstruction's squared error lies: its
-    share on the mask's edge (voxels within one voxel of the boundary between zero and the masked image; none
-    in the unmasked crop) and the PSNR over the other voxels."""
-    from scipy import ndimage
-
-    report: dict[str, dict[str, list[float]]] = {name: {"sigma": [], "mu_std": [], "edge_share": [], "off_edge_mse": []}
-                                                 for name, _, _ in INPUTS}
+def reconstruction_report(autoencoder: torch.nn.Module, items: list[dict]) -> dict[str, dict[str, float]]:
+    """Per input, from one encoding of each whole crop: the PSNR of ``decode(mu)`` against the input; the
+    posterior's mean sigma and the spread of its mean (how much noise the latent carries against its signal: the
+    KL term pulls sigma to 1); and where the squared error lies: its share on the mask's edge
+    (:func:`neonet_ext.generative.zero_edge`; none in the unmasked crop) and the PSNR over the other voxels."""
+    report: dict[str, dict[str, list[float]]] = {
+        name: {"psnr": [], "sigma": [], "mu_std": [], "edge_share": [], "off_edge_mse": []} for name, _, _ in INPUTS}
     for item in items:
         for name, key, channel in INPUTS:
             x = torch.from_numpy(read(item[key], channel))[None, None]
             mu, sigma = autoencoder.encode(x)
-            error = (autoencoder.decode(mu) - x)[0, 0].double().numpy() ** 2
-            inside = x[0, 0].numpy() != 0
-            edge = (inside & ~ndimage.binary_erosion(inside, NEIGHBOURS)) | (~inside & ndimage.binary_dilation(inside, NEIGHBOURS))
+            reconstruction = autoencoder.decode(mu)
+            error = (reconstruction - x)[0, 0].double().numpy() ** 2
+            edge = zero_edge(x)[0, 0].numpy().astype(bool)
             entry = report[name]
+            entry["psnr"].append(psnr(reconstruction[0, 0].numpy(), x[0, 0].numpy()))
             entry["sigma"].append(float(sigma.mean()))
             entry["mu_std"].append(float(mu.std()))
             entry["edge_share"].append(float(error[edge].sum() / max(error.sum(), 1e-20)))
             entry["off_edge_mse"].append(float(error[~edge].mean()))
-    return {name: {"posterior_sigma": float(np.mean(e["sigma"])), "posterior_mu_std": float(np.mean(e["mu_std"])),
+    return {name: {"reconstruction_psnr_db": float(np.mean(e["psnr"])),
+                   "posterior_sigma": float(np.mean(e["sigma"])), "posterior_mu_std": float(np.mean(e["mu_std"])),
                    "edge_error_share": float(np.mean(e["edge_share"])),
                    "off_edge_psnr_db": float(10 * np.log10(1 / max(np.mean(e["off_edge_mse"]), 1e-30)))}
             for name, e in report.items()}
+
+
+@torch.no_grad()
+def tiled_reconstruction_psnr(autoencoder: torch.nn.Module, items: list[dict], tile: tuple[int, ...]) -> dict[str, float]:
+    """PSNR of ``decode(mu)`` against each input reconstructed in non-overlapping tiles of ``tile`` (which must
+    divide it), e.g. the crop size the autoencoder trained on."""
+    scores: dict[str, list[float]] = {name: [] for name, _, _ in INPUTS}
+    for item in items:
+        for name, key, channel in INPUTS:
+            x = torch.from_numpy(read(item[key], channel))[None, None]
+            if any(side % t for side, t in zip(x.shape[2:], tile)):
+                raise ValueError(f"tiles of {tuple(tile)} do not divide the {tuple(x.shape[2:])} input {item[key]}")
+            reconstruction = torch.empty_like(x)
+            for corner in itertools.product(*(range(0, side, t) for side, t in zip(x.shape[2:], tile))):
+                where = (..., *(slice(c, c + t) for c, t in zip(corner, tile)))
+                reconstruction[where] = autoencoder.decode(autoencoder.encode(x[where])[0])
+            scores[name].append(psnr(reconstruction[0, 0].numpy(), x[0, 0].numpy()))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
 def block_average_psnr(items: list[dict], factor: int) -> dict[str, float]:
@@ -219,13 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "checkpoint": args.checkpoint,
         "cohort": {"cases": args.cases, "seed": args.seed, "neoseg_patches": len(neoseg_items)},
-        "reconstruction_psnr_db": reconstruction_psnr(autoencoder, neoseg_items),
-        "posterior_and_edges": posterior_and_edges(autoencoder, neoseg_items),
+        "reconstruction": reconstruction_report(autoencoder, neoseg_items),
         "noise_ceiling_psnr_db": noise_ceiling(noisy_gt, clean_gt),
         "block_average_psnr_db": {f"{k}x{k}x{k}": block_average_psnr(neoseg_items, k) for k in (2, 4)},
     }
     if args.tile:
-        result["tiled_reconstruction_psnr_db"] = {"tile": args.tile, **reconstruction_psnr(autoencoder, neoseg_items, args.tile)}
+        result["tiled_reconstruction_psnr_db"] = {"tile": args.tile, **tiled_reconstruction_psnr(autoencoder, neoseg_items, args.tile)}
     if args.pca_patches:
         fit_items = patches_with_tumour(load_patch_datalist(args.pca_patches))[: args.pca_cases]
         result["block_pca_psnr_db"] = {"patches": args.pca_patches, "cases": len(fit_items),
@@ -237,11 +234,11 @@ def main(argv: list[str] | None = None) -> int:
           "| --- | --- | --- | --- | --- |")
     blocks = result["block_average_psnr_db"]
     for name, _, _ in INPUTS:
-        print(f"| {name} | {result['reconstruction_psnr_db'][name]:.1f} dB | {result['noise_ceiling_psnr_db'][name]:.1f} dB "
+        print(f"| {name} | {result['reconstruction'][name]['reconstruction_psnr_db']:.1f} dB | {result['noise_ceiling_psnr_db'][name]:.1f} dB "
               f"| {blocks['2x2x2'][name]:.1f} dB | {blocks['4x4x4'][name]:.1f} dB |")
     print("\n| input | posterior sigma (mean) | posterior mean (std) | share of the squared error on the mask's edge "
           "| PSNR off the edge |\n| --- | --- | --- | --- | --- |")
-    for name, entry in result["posterior_and_edges"].items():
+    for name, entry in result["reconstruction"].items():
         print(f"| {name} | {entry['posterior_sigma']:.3f} | {entry['posterior_mu_std']:.3f} | {entry['edge_error_share']:.2f} "
               f"| {entry['off_edge_psnr_db']:.1f} dB |")
     if "tiled_reconstruction_psnr_db" in result:
