@@ -202,6 +202,18 @@ def test_autoencoder_training_can_start_from_another_trainings_checkpoint(traine
         torch.testing.assert_close(trained_from["autoencoder"][key], value, msg=key)
 
 
+def test_diffusion_training_can_start_from_given_weights(trained, tmp_path):
+    """``--pretrained_checkpoint`` loads into the stage's own network (here the diffusion UNet), not the autoencoder."""
+    shutil.copytree(trained / "models", tmp_path / "models")
+    weights = trained / "models" / "model.pt"  # the UNet and its latent scale
+    result = train_stage(2, tmp_path, "--pretrained_checkpoint", str(weights), "--learning_rate", "0")
+    assert f"Started model from the weights in {weights}" in result.stdout + result.stderr
+    expected = torch.load(weights, map_location="cpu", weights_only=True)["model"]
+    trained_from = torch.load(tmp_path / "run2" / "checkpoints" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
+    for key, value in expected.items():  # learning rate 0: one epoch leaves the loaded weights as they were
+        torch.testing.assert_close(trained_from["model"][key], value, msg=key)
+
+
 def test_generation_writes_patches_and_a_datalist(trained, tmp_path):
     generate(tmp_path, trained / "models", "--num_samples", "3", "--class_index", "1")
     raw = json.loads((tmp_path / "synthetic_patches.json").read_text())["training"]
