@@ -192,26 +192,26 @@ def test_autoencoder_training_resumes(trained, tmp_path):
         assert resumed[f"{name}_lr_scheduler"]["last_epoch"] == 2
 
 
+def _check_started_from(stage: int, out: Path, weights: Path, key: str) -> None:
+    """Stage ``stage`` run with ``--pretrained_checkpoint weights`` at learning rate 0 keeps ``weights[key]`` as they were."""
+    result = train_stage(stage, out, "--pretrained_checkpoint", str(weights), "--learning_rate", "0")
+    assert f"Started model from the weights in {weights}" in result.stdout + result.stderr
+    expected = torch.load(weights, map_location="cpu", weights_only=True)[key]
+    checkpoint = out / f"run{stage}" / "checkpoints" / "checkpoint_epoch=1.pt"
+    trained_from = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    for name, value in expected.items():  # learning rate 0: one epoch leaves the loaded weights as they were
+        torch.testing.assert_close(trained_from[key][name], value, msg=name)
+
+
 def test_autoencoder_training_can_start_from_another_trainings_checkpoint(trained, tmp_path):
     weights = trained / "run1" / "checkpoints" / "checkpoint_epoch=1.pt"  # networks, optimisers, trainer
-    result = train_stage(1, tmp_path, "--pretrained_checkpoint", str(weights), "--learning_rate", "0")
-    assert f"Started model from the weights in {weights}" in result.stdout + result.stderr
-    expected = torch.load(weights, map_location="cpu", weights_only=True)["autoencoder"]
-    trained_from = torch.load(tmp_path / "run1" / "checkpoints" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
-    for key, value in expected.items():  # learning rate 0: one epoch leaves the loaded weights as they were
-        torch.testing.assert_close(trained_from["autoencoder"][key], value, msg=key)
+    _check_started_from(1, tmp_path, weights, "autoencoder")
 
 
 def test_diffusion_training_can_start_from_given_weights(trained, tmp_path):
     """``--pretrained_checkpoint`` loads into the stage's own network (here the diffusion UNet), not the autoencoder."""
     shutil.copytree(trained / "models", tmp_path / "models")
-    weights = trained / "models" / "model.pt"  # the UNet and its latent scale
-    result = train_stage(2, tmp_path, "--pretrained_checkpoint", str(weights), "--learning_rate", "0")
-    assert f"Started model from the weights in {weights}" in result.stdout + result.stderr
-    expected = torch.load(weights, map_location="cpu", weights_only=True)["model"]
-    trained_from = torch.load(tmp_path / "run2" / "checkpoints" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
-    for key, value in expected.items():  # learning rate 0: one epoch leaves the loaded weights as they were
-        torch.testing.assert_close(trained_from["model"][key], value, msg=key)
+    _check_started_from(2, tmp_path, trained / "models" / "model.pt", "model")  # the UNet and its latent scale
 
 
 def test_generation_writes_patches_and_a_datalist(trained, tmp_path):
