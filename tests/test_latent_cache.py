@@ -227,3 +227,16 @@ def test_the_view_selection_samples_the_posterior_when_asked():
 def test_a_removed_entry_is_named_when_loaded(tmp_path):
     with pytest.raises(ValueError, match="gone.pt"):
         LoadLatentd("latent")({"latent": [str(tmp_path / "gone.pt")]})
+
+
+def test_latents_can_be_held_without_sigma_and_in_half_precision(tmp_path, patches):
+    items = LatentCache(tiny_autoencoder(), tmp_path / "cache", views=2)(patches[:1])
+    full = LoadLatentd("latent")(dict(items[0]))
+    small = LoadLatentd("latent", with_sigma=False, dtype=torch.float16)(dict(items[0]))
+    assert "latent_sigma" not in small and small["latent_mu"].dtype == torch.float16
+    assert small["latent_mu"].nbytes * 4 == full["latent_mu"].nbytes + full["latent_sigma"].nbytes
+    out = SelectLatentViewd("latent", random_view=False)(small)
+    assert out["image"].dtype == torch.float32
+    torch.testing.assert_close(out["image"], full["latent_mu"][0], atol=2e-3, rtol=1e-3)
+    with pytest.raises(KeyError, match="with_sigma=True"):
+        SelectLatentViewd("latent", posterior_prob=1.0)(LoadLatentd("latent", with_sigma=False)(dict(items[0])))

@@ -4,6 +4,12 @@ Split in two, as MONAI's ``CacheDataset`` wants it: :class:`LoadLatentd` is dete
 reads every view of a patch once (the dataset keeps the result in memory); :class:`SelectLatentViewd`
 is the random part run on every update: one view, and optionally a draw from the posterior
 ``mu + scale * sigma * eps`` instead of its mean.
+
+What the dataset holds is what ``LoadLatentd`` returns, so it decides the memory a training run
+needs: V views x 2 tensors x C * L x x * y * z values per patch. A folded NeoGen autoencoder's
+8x32x32x16 latent of a 2-channel patch is 1 MiB a view in float32; without the posterior's
+sigma (``with_sigma=False``, for an encoder whose sigma is ~0 or when no draw is wanted) and in
+float16 (``dtype``) it is a quarter of the float32 pair.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 import torch
-from monai.config import KeysCollection
+from monai.config import DtypeLike, KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
 __all__ = ["LoadLatentd", "SelectLatentViewd"]
@@ -23,10 +29,22 @@ class LoadLatentd(MapTransform):
     Writes ``data[f"{key}_mu"]`` and ``data[f"{key}_sigma"]``, each (V, C * L, x, y, z) for V views,
     and removes ``data[key]``.
 
+    Args:
+        keys: item keys holding the entry paths.
+        with_sigma: also keep the posterior's sigma (needed for posterior draws in :class:`SelectLatentViewd`).
+        dtype: the dtype the latents are kept in (e.g. ``torch.float16`` to halve a cached dataset's memory;
+            :class:`SelectLatentViewd` returns float32 whatever it is).
+
     Raises:
         ValueError: an entry that cannot be read, naming its file (the cache checks entries when it
             builds; this catches one removed or damaged since).
     """
+
+    def __init__(self, keys: KeysCollection, with_sigma: bool = True, dtype: DtypeLike | torch.dtype = torch.float32,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.with_sigma = with_sigma
+        self.dtype = dtype
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
@@ -37,18 +55,21 @@ class LoadLatentd(MapTransform):
             for path in paths:
                 try:
                     entry = torch.load(path, map_location="cpu", weights_only=True)
-                    mus.append(entry["mu"])
-                    sigmas.append(entry["sigma"])
+                    mus.append(entry["mu"].to(self.dtype))
+                    if self.with_sigma:
+                        sigmas.append(entry["sigma"].to(self.dtype))
                 except Exception as e:
                     raise ValueError(f"cannot read latent cache entry {path}: {e}; rebuild the cache") from e
-            d[f"{key}_mu"], d[f"{key}_sigma"] = torch.stack(mus), torch.stack(sigmas)
+            d[f"{key}_mu"] = torch.stack(mus)
+            if self.with_sigma:
+                d[f"{key}_sigma"] = torch.stack(sigmas)
         return d
 
 
 class SelectLatentViewd(RandomizableTransform, MapTransform):
     """Pick one view of the latents :class:`LoadLatentd` read, and optionally sample the posterior.
 
-    Writes ``data[output_key]`` (C * L, x, y, z) and the chosen view's index under ``view_key``
+    Writes ``data[output_key]`` (C * L, x, y, z), float32, and the chosen view's index under ``view_key``
     (for :class:`neonet_ext.transforms.PatchViewd` to apply the same view to a mask), and removes the
     stacked ``{key}_mu`` / ``{key}_sigma``.
 
@@ -87,13 +108,16 @@ class SelectLatentViewd(RandomizableTransform, MapTransform):
                 if self.allow_missing_keys:
                     continue
                 raise KeyError(f"SelectLatentViewd: no '{key}_mu' in the data; load the latents with LoadLatentd first.")
-            mu, sigma = d.pop(f"{key}_mu"), d.pop(f"{key}_sigma")
+            mu, sigma = d.pop(f"{key}_mu"), d.pop(f"{key}_sigma", None)
             self.randomize(None)
             view = int(self.R.randint(mu.shape[0])) if self.random_view else 0
-            latent = mu[view]
+            latent = mu[view].float()
             if self._do_transform:
+                if sigma is None:
+                    raise KeyError(f"SelectLatentViewd: posterior draws need '{key}_sigma'; load it with "
+                                   "LoadLatentd(with_sigma=True) or set posterior_prob to 0.")
                 eps = torch.from_numpy(self.R.standard_normal(latent.shape).astype("float32"))
-                latent = latent + self.posterior_scale * sigma[view] * eps
+                latent = latent + self.posterior_scale * sigma[view].float() * eps
             d[self.output_key] = latent
             d[self.view_key] = view
         return d
