@@ -19,6 +19,7 @@ from collections.abc import Hashable, Mapping
 import torch
 from monai.config import DtypeLike, KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
+from monai.utils import get_equivalent_dtype
 
 __all__ = ["LoadLatentd", "SelectLatentViewd"]
 
@@ -26,8 +27,8 @@ __all__ = ["LoadLatentd", "SelectLatentViewd"]
 class LoadLatentd(MapTransform):
     """Read the cache entries listed under each key (one path per view) into two stacked tensors.
 
-    Writes ``data[f"{key}_mu"]`` and ``data[f"{key}_sigma"]``, each (V, C * L, x, y, z) for V views,
-    and removes ``data[key]``.
+    Writes ``data[f"{key}_mu"]`` and (with ``with_sigma``) ``data[f"{key}_sigma"]``, each (V, C * L, x, y, z)
+    for V views, and removes ``data[key]``.
 
     Args:
         keys: item keys holding the entry paths.
@@ -44,7 +45,7 @@ class LoadLatentd(MapTransform):
                  allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.with_sigma = with_sigma
-        self.dtype = dtype
+        self.dtype = get_equivalent_dtype(dtype, torch.Tensor)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
         d = dict(data)
