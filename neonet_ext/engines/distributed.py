@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,5 +45,4 @@ def _discard_event_file(handler: TensorBoardHandler) -> None:
     log_dir = Path(handler._writer.get_logdir())
     for event_file in log_dir.glob(f"events.out.tfevents.*.{os.getpid()}.*"):
         event_file.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # still holds rank 0's files, or another rank's
-        log_dir.rmdir()
+    # The folder stays: rank 0 may have made it and not yet opened its own file in it.
