@@ -42,7 +42,7 @@ def _resize(volume: torch.Tensor, size) -> torch.Tensor:
 
 def spatial_gate_map(network: nn.Module, patch: torch.Tensor) -> torch.Tensor:
     """The mean over PattenNet's blocks of the spatial-attention gates of ``patch`` (C, X, Y, Z),
-    resized trilinearly to the patch: (1, X, Y, Z)."""
+    each resized trilinearly to the patch (strided blocks' gates are coarser): (1, X, Y, Z)."""
     gates: list[torch.Tensor] = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: gates.append(out))
              for m in network.modules() if isinstance(m, SpatialAttention)]
@@ -53,7 +53,7 @@ def spatial_gate_map(network: nn.Module, patch: torch.Tensor) -> torch.Tensor:
         for h in hooks:
             h.remove()
     assert gates, f"{type(network).__name__} has no spatial attention gate"
-    return _resize(torch.stack(gates).mean(0), patch.shape[1:])[0]
+    return torch.stack([_resize(gate, patch.shape[1:]) for gate in gates]).mean(0)[0]
 
 
 def gradcam_map(network: nn.Module, layer: str, patch: torch.Tensor, class_idx: int = 1) -> torch.Tensor:

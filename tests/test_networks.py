@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -184,6 +185,35 @@ def test_pattennet_per_stage_features():
     net = tiny_pattennet(num_blocks=2, features=(8, 12), out_channels=3)
     assert net.head[-1].in_features == 12
     assert net.eval()(patches()).shape == (2, 3)
+
+
+def test_pattennet_strided_stages_halve_the_grid_and_maps_still_reach_the_patch():
+    net = tiny_pattennet(num_blocks=2, strides=(1, 2)).eval()
+    x = patches()
+    _, maps = net.forward_with_attention(x)
+    half = tuple((s + 1) // 2 for s in LATENT_GRID)
+    assert [m.shape for m in maps] == [(2, 1, *LATENT_GRID), (2, 1, *half)]
+    assert [m.shape for m in net.attention_maps(x)] == [(2, 1, *PATCH)] * 2
+
+
+def test_pattennet_avgmax_pooling_reads_the_strongest_voxel_too():
+    """With ``pooling="avgmax"`` the head sees [mean, max] of the last stage: raising one voxel's
+    feature changes the max half by the full step and the mean half by a voxel's share of it."""
+    net = tiny_pattennet(num_blocks=0, pooling="avgmax").eval()
+    channels = 2 * LATENT  # two patch channels' latents
+    assert net.head[-1].in_features == 2 * channels  # mean and max
+    pooled = []
+    net.head.register_forward_hook(lambda _m, inputs, _o: pooled.append(inputs[0]))
+    z = torch.zeros(1, channels, *LATENT_GRID)
+    bumped = z.clone()
+    bumped[0, 3, 0, 0, 0] = 5.0
+    net.classify_latents_with_attention(z)
+    net.classify_latents_with_attention(bumped)
+    step = pooled[1] - pooled[0]
+    assert step[0, channels + 3] == pytest.approx(5.0) and step[0, 3] == pytest.approx(5.0 / math.prod(LATENT_GRID))
+    assert torch.count_nonzero(step) == 2
+    with pytest.raises(ValueError, match="pooling"):
+        tiny_pattennet(pooling="median")
 
 
 def test_upsample_attention_map():

@@ -68,6 +68,13 @@ def test_spatial_attention_is_pattennets_gates_on_the_patch_grid():
     assert p == pytest.approx(torch.softmax(network(patch()[None].as_tensor()), 1)[0, 1].item(), abs=1e-6)
 
 
+def test_spatial_attention_of_a_strided_pattennet_averages_gates_of_every_grid_on_the_patch():
+    network = pattennet(strides=(1, 2))
+    p, attention = PNIPredictor(network, attention="spatial")(patch())
+    assert attention.shape == (1, *SHAPE[1:]) and attention.std() > 0
+    torch.testing.assert_close(attention, spatial_gate_map(network, patch()))
+
+
 @pytest.mark.parametrize("network", [SmallCNN(), pattennet(use_spatial_attention=False), pattennet(num_blocks=0)])
 def test_spatial_attention_is_refused_without_spatial_gates(network):
     with pytest.raises(ValueError, match="use --attention gradcam"):

@@ -159,7 +159,8 @@ class PNIPredictor:
         if self.attention == "spatial":
             with torch.no_grad():
                 maps = self.network.attention_maps(x, upsample=False)
-            return upsample_attention_map(torch.stack(maps).mean(0), x.shape[2:])[0].float()
+            # blocks after a strided stage sit on coarser grids: bring each to the patch before averaging
+            return torch.stack([upsample_attention_map(m, x.shape[2:]) for m in maps]).mean(0)[0].float()
         if self.attention == "gradcam":
             if self._gradcam is None:
                 layer = self.target_layer or gradcam_target_layer(self.network, x)

@@ -24,6 +24,8 @@ __all__ = [
 ]
 
 _INTERPOLATION_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+#: global pooling of PattenNet's last stage -> how many vectors of its width it concatenates
+_POOLINGS = {"avg": 1, "avgmax": 2}
 
 
 def upsample_attention_map(attention: torch.Tensor, spatial_size: Sequence[int]) -> torch.Tensor:
@@ -92,6 +94,10 @@ class PattenNet(nn.Module):
         out_channels: number of logits (2: class 1 = PNI).
         num_blocks: number of conv + Dual Attention stages N (0: pooling + head directly on the latents).
         features: output channels of each stage's convolution (int or one per stage).
+        strides: stride of each stage's convolution (int or one per stage); 2 halves the grid, so that
+            later stages see more of the tumour and its rim.
+        pooling: how the last stage's map becomes one vector: ``"avg"`` (global mean) or ``"avgmax"``
+            (global mean and maximum concatenated, so that a small, strong response is not averaged away).
         reduction: reduction ratio of the channel-attention MLP.
         kernel_size: kernel size of the spatial-attention convolution.
         use_channel_attention: enable channel attention in every block (ablation switch).
@@ -119,6 +125,8 @@ class PattenNet(nn.Module):
         out_channels: int = 2,
         num_blocks: int = 2,
         features: int | Sequence[int] = 32,
+        strides: int | Sequence[int] = 1,
+        pooling: str = "avg",
         reduction: int = 16,
         kernel_size: int = 7,
         use_channel_attention: bool = True,
@@ -137,6 +145,8 @@ class PattenNet(nn.Module):
             raise ValueError(f"{spatial_dims=} does not match the autoencoder's {autoencoder.encoder.spatial_dims}.")
         if num_blocks < 0:
             raise ValueError(f"num_blocks must be >= 0, got {num_blocks}.")
+        if pooling not in _POOLINGS:
+            raise ValueError(f"pooling must be one of {sorted(_POOLINGS)}, got {pooling!r}.")
         if autoencoder_checkpoint is not None:
             # imported here: neonet_ext.engines imports this module (PNIPredictor upsamples its attention)
             from neonet_ext.engines.checkpoints import load_weights
@@ -147,13 +157,15 @@ class PattenNet(nn.Module):
         self.latent_encoder = FrozenLatentEncoder(autoencoder)
 
         stage_features = ensure_tuple_rep(features, num_blocks) if num_blocks else ()
+        stage_strides = ensure_tuple_rep(strides, num_blocks) if num_blocks else ()
         channels = in_channels * autoencoder.latent_channels
         stages: list[nn.Module] = []
-        for out_features in stage_features:
+        for out_features, stride in zip(stage_features, stage_strides):
             conv = Convolution(
                 spatial_dims=spatial_dims,
                 in_channels=channels,
                 out_channels=out_features,
+                strides=stride,
                 kernel_size=3,
                 act=act,
                 norm=norm,
@@ -169,7 +181,8 @@ class PattenNet(nn.Module):
             stages.append(nn.Sequential(OrderedDict(conv=conv, attention=attention)))
             channels = out_features
         self.stages = nn.ModuleList(stages)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, out_channels))
+        self.pooling = pooling
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels * _POOLINGS[pooling], out_channels))
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters to optimise: everything but the frozen latent encoder."""
@@ -219,7 +232,9 @@ class PattenNet(nn.Module):
             h, gate = stage.attention.forward_with_attention(stage.conv(h))
             if gate is not None:
                 maps.append(gate)
-        return self.head(h.flatten(2).mean(dim=-1)), maps
+        h = h.flatten(2)
+        pooled = h.mean(dim=-1) if self.pooling == "avg" else torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)
+        return self.head(pooled), maps
 
     def attention_maps(self, x: torch.Tensor, upsample: bool = True) -> list[torch.Tensor]:
         """
