@@ -76,6 +76,19 @@ def test_pattennet_uses_the_autoencoder_neogen_trains():
         assert json.loads(config.read_text())["autoencoder_def"] == one_source, config
 
 
+@pytest.mark.parametrize("posterior_sampling_prob, keys", [(0.5, {"latent_mu", "latent_sigma", "label", "case_id"}),
+                                                              (0.0, {"latent_mu", "label", "case_id"})])
+def test_latent_inputs_keep_sigma_only_for_posterior_draws(posterior_sampling_prob, keys):
+    """Sigma is loaded (and kept) only when a draw needs it; every other key must be there."""
+    parser = parse_configs(CONFIGS, ["train.json"], "--posterior_sampling_prob", str(posterior_sampling_prob))
+    load, _, select = parser.get_parsed_content("latent_inputs#load")
+    assert load.with_sigma == (posterior_sampling_prob > 0)
+    item = {k: 0 for k in keys | {"latent", "pni"}}
+    assert set(select(item)) == keys
+    with pytest.raises(KeyError, match="case_id"):
+        select({k: v for k, v in item.items() if k != "case_id"})
+
+
 def imbalanced_real(tmp_path: Path) -> tuple[Path, list[dict]]:
     """The shipped sample plus four more PNI- items (copies of its negatives), so PNI+ is the minority."""
     real = patches_with_tumour(load_patch_datalist(BUNDLE / "sample_data" / "patches.json", required_keys=["patch", "pni"]))
