@@ -263,3 +263,20 @@ def test_training_size_script_compares_pattennet_with_the_sign_reader_per_size(a
         auc, reader, oracle = float(row["pattennet_auc"]), float(row["sign_reader_auc"]), float(row["oracle_auc"])
         assert 0 <= auc <= 1 and 0 <= reader <= 1 and float(row["auc_over_oracle"]) == pytest.approx(auc / oracle)
     assert (tmp_path / "n10" / "eval" / "predictions.csv").is_file() and "| 10 (" in (tmp_path / "results.md").read_text()
+
+    # the same cohorts: does the latent keep the hand-made sign features, and can the head learn the signs
+    result = subprocess.run(
+        [sys.executable, str(CONFIGS.parent / "scripts" / "latent_readability.py"), "--out", str(tmp_path),
+         "--train_cases", "10", "--heldout", "6", "--epochs", "2", "--views", "2", "--strides", "1", "2",
+         "--features", "8", "8", "--override", str(TINY), "--", "--autoencoder_path", str(autoencoder)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    with (tmp_path / "readability" / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    volume = next(r for r in rows if r["name"] == "tumour_volume_ml")
+    assert float(volume["spearman_patch"]) > 0.8  # the volume comes from the masks: the same on both
+    assert float(volume["spearman_decoded"]) == pytest.approx(float(volume["spearman_patch"]))
+    epochs = [r for r in rows if r["name"] == "predicted signs"]
+    assert [int(r["epoch"]) for r in epochs] == [1, 2] and all(0 <= float(r["reader_auc"]) <= 1 for r in epochs)
+    assert "Sign reader on the held-out true signs" in (tmp_path / "readability" / "results.md").read_text()

@@ -78,6 +78,8 @@ from neonet_ext.data.synthetic.latents import (
     IMAGING_SIGNS,
     CaseLatents,
     sample_cohort_latents,
+    sign_matrix,
+    sign_reader,
     sign_reader_auc,
 )
 
@@ -92,6 +94,8 @@ __all__ = [
     "main",
     "sample_cohort_latents",
     "scoring_cohort_config",
+    "sign_matrix",
+    "sign_reader",
     "sign_reader_auc",
     "summary_line",
     "write_cohort",

@@ -26,6 +26,8 @@ __all__ = [
     "CaseLatents",
     "draw_latents",
     "sample_cohort_latents",
+    "sign_matrix",
+    "sign_reader",
     "sign_reader_auc",
 ]
 
@@ -202,14 +204,25 @@ IMAGING_SIGNS = (
 )
 
 
-def _sign_matrix(latents: pd.DataFrame) -> np.ndarray:
-    x = latents[list(IMAGING_SIGNS)].to_numpy(dtype=float)
+def sign_matrix(latents: pd.DataFrame) -> np.ndarray:
+    """The :data:`IMAGING_SIGNS` of each row as the sign reader reads them: (cases, 8), log diameter first."""
+    x = latents[list(IMAGING_SIGNS)].to_numpy(dtype=float, copy=True)
     x[:, 0] = np.log(x[:, 0])
     return x
 
 
+def sign_reader(train: pd.DataFrame):
+    """The sign reader fit on ``train``: a standardised logistic regression of ``pni`` on :func:`sign_matrix`
+    (a scikit-learn pipeline; ``predict_proba(sign_matrix(test))[:, 1]`` scores other cases)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression()).fit(sign_matrix(train), train["pni"].astype(int))
+
+
 def sign_reader_auc(train: pd.DataFrame, test: pd.DataFrame) -> float:
-    """ROC AUC on ``test`` of a logistic regression fit on ``train``'s exact imaging signs.
+    """ROC AUC on ``test`` of the :func:`sign_reader` fit on ``train``'s exact imaging signs.
 
     A reference between chance and the oracle (the AUC of ``pni_risk``): a reader that measured every sign of
     :data:`IMAGING_SIGNS` without error, and learnt how to weigh them from the training
@@ -218,13 +231,8 @@ def sign_reader_auc(train: pd.DataFrame, test: pd.DataFrame) -> float:
     :class:`CaseLatents` (``cohort.csv`` or :func:`sample_cohort_latents`); NaN when either
     has one class only.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     y_train, y_test = train["pni"].astype(int), test["pni"].astype(int)  # cohort.csv read as text works too
     if y_train.nunique() < 2 or y_test.nunique() < 2:
         return float("nan")
-    reader = make_pipeline(StandardScaler(), LogisticRegression()).fit(_sign_matrix(train), y_train)
-    return roc_auc(y_test, reader.predict_proba(_sign_matrix(test))[:, 1])
+    return roc_auc(y_test, sign_reader(train).predict_proba(sign_matrix(test))[:, 1])
 
