@@ -251,7 +251,8 @@ def test_training_size_script_compares_pattennet_with_the_sign_reader_per_size(a
     result = subprocess.run(
         [sys.executable, str(CONFIGS.parent / "scripts" / "training_size.py"), "--out", str(tmp_path), "--sizes", "8",
          "10", "--heldout", "6", "--epochs", "1", "--override", str(TINY),
-         "--", "--autoencoder_path", str(autoencoder), "--batch_size", "2", "--num_workers", "0"],
+         "--", "--autoencoder_path", str(autoencoder), "--batch_size", "2", "--num_workers", "0",
+         "--network_def#strides", "[1,2]"],  # a network change must reach the evaluation too
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -14,7 +14,8 @@ fit on the same training patients' exact imaging signs and scored on the held-ou
 
 Writes ``OUT/results.csv`` and ``OUT/results.md`` (n, PattenNet AUC with its bootstrap 95% CI,
 the reader's AUC, the oracle, the ratios, minutes per size); extra arguments after ``--`` go to
-the training runs (e.g. ``-- --batch_size 4``).
+the training and evaluation runs alike, so that both build the same network (e.g.
+``-- --batch_size 4 --network_def#strides "[2,2]"``).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                        run / "train.log")
             run_bundle([str(BUNDLE / "configs" / "train.json"), *layers, str(BUNDLE / "configs" / "evaluate.json")],
                        ["--datalist_file", str(test_file), "--output_dir", str(run / "eval"),
-                        "--checkpoint", latest_checkpoint(str(run / "runs" / "checkpoints"))], run / "eval.log")
+                        "--checkpoint", latest_checkpoint(str(run / "runs" / "checkpoints")), *extra], run / "eval.log")
         metrics = json.loads((run / "eval" / "metrics.json").read_text())
         rows.append({"n_patients": n, "n_train": len(train_split), "n_heldout": len(test_items),
                      "pattennet_auc": metrics["roc_auc"], "ci95_low": metrics["roc_auc_ci95_low"],
