@@ -280,4 +280,7 @@ def test_training_size_script_compares_pattennet_with_the_sign_reader_per_size(a
     assert float(volume["spearman_decoded"]) == pytest.approx(float(volume["spearman_patch"]))
     epochs = [r for r in rows if r["name"] == "predicted signs"]
     assert [int(r["epoch"]) for r in epochs] == [1, 2] and all(0 <= float(r["reader_auc"]) <= 1 for r in epochs)
-    assert "Sign reader on the held-out true signs" in (tmp_path / "readability" / "results.md").read_text()
+    (regions,) = [r for r in rows if r["measure"] == "regions"]
+    assert 0 <= float(regions["reader_auc"]) <= 1 and 0 <= float(regions["size_only_auc"]) <= 1
+    text = (tmp_path / "readability" / "results.md").read_text()
+    assert "Sign reader on the held-out true signs" in text and "Region means of the latent" in text

@@ -20,6 +20,13 @@ NeoCls ``configs/train.json`` with the ``--override`` layered on it. Two measure
    predicted signs well below the one on true signs, with the features of 1. intact, puts the loss
    in what the head learns from this many patients.
 
+3. **Does pooling by region read them?** No network: each channel of the unaugmented view's
+   latent averaged over the tumour, the liver rim around it (``--rim`` latent voxels) and the
+   liver beyond ``--far`` voxels (masks from the patch's TLCR masks, on the latent grid), with the
+   rim-minus-far and tumour-minus-far contrasts and the log tumour size, into a logistic
+   regression of PNI fit on the training split (``--C``), scored on the held-out patients; and
+   a ridge regression of the halo from the same numbers. A global mean cannot form such contrasts.
+
 Writes ``OUT/readability/results.md`` and ``results.csv`` (one row per feature and per epoch).
 Extra ``--id value`` pairs set ids of the NeoCls config (e.g. ``--autoencoder_path w.pt``).
 """
@@ -134,6 +141,51 @@ def sign_regression(parser: ConfigParser, cache, train: list[dict], test: list[d
     return rows
 
 
+def region_means(cache, items: list[dict], rim: int, far: int) -> np.ndarray:
+    """Per item: the latent's channel means over tumour, rim and far liver, rim - far, tumour - far,
+    and the log tumour size in latent voxels: (N, 5 * C * L + 1)."""
+    from scipy.ndimage import binary_dilation
+
+    load = LoadImage(image_only=True, ensure_channel_first=True)
+    ball = np.ones((3, 3, 3), bool)
+    rows = []
+    for item, latent in zip(items, view_latents(cache, items, 1)):
+        mu = latent[0].float().flatten(1).numpy()  # (C * L, voxels)
+        masks = torch.as_tensor(np.asarray(load(item["patch_mask"])) > 0, dtype=torch.float32)[None]
+        grid = latent.shape[2:]
+        fractions = torch.nn.functional.adaptive_avg_pool3d(masks, grid)[0].numpy()
+        tissue, tumour = fractions[0] > 0.5, fractions[1] > 0.5
+        if not tumour.any():  # a tumour smaller than half a latent voxel: its fullest voxel
+            tumour = fractions[1] >= fractions[1].max()
+        rim_region = binary_dilation(tumour, ball, iterations=rim) & tissue & ~tumour
+        far_region = tissue & ~binary_dilation(tumour, ball, iterations=far)
+
+        def mean(region: np.ndarray) -> np.ndarray:
+            flat = region.reshape(-1)
+            return mu[:, flat].mean(1) if flat.any() else np.zeros(len(mu))
+
+        inside, near, away = mean(tumour), mean(rim_region), mean(far_region)
+        rows.append(np.concatenate([inside, near, away, near - away, inside - away, [np.log1p(fractions[1].sum())]]))
+    return np.array(rows)
+
+
+def region_reader(cache, train: list[dict], test: list[dict], train_signs: pd.DataFrame, test_signs: pd.DataFrame,
+                  rim: int, far: int, c: float) -> list[dict]:
+    """Logistic PNI regression and ridge halo regression on :func:`region_means`, scored on ``test``."""
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x_train, x_test = region_means(cache, train, rim, far), region_means(cache, test, rim, far)
+    y_train, y_test = train_signs["pni"].astype(int), test_signs["pni"].astype(int)
+    pni = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000)).fit(x_train, y_train)
+    size = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000)).fit(x_train[:, -1:], y_train)
+    halo = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12))).fit(x_train, train_signs["halo_strength"])
+    return [{"measure": "regions", "name": "region means", "reader_auc": roc_auc(y_test, pni.predict_proba(x_test)[:, 1]),
+             "size_only_auc": roc_auc(y_test, size.predict_proba(x_test[:, -1:])[:, 1]),
+             "halo_spearman": spearmanr(halo.predict(x_test), test_signs["halo_strength"])[0]}]
+
+
 def markdown(rows: list[dict]) -> str:
     features = [r for r in rows if r["measure"] == "feature"]
     readers = [r for r in rows if r["measure"] == "reader"]
@@ -146,6 +198,10 @@ def markdown(rows: list[dict]) -> str:
                   f"{max(r['reader_auc'] for r in readers[1:]):.3f}).", "",
               "| sign | r (held-out, last epoch) |", "| --- | ---: |"]
     lines += [f"| {s} | {last[f'r:{s}']:.2f} |" for s in IMAGING_SIGNS]
+    for r in (r for r in rows if r["measure"] == "regions"):
+        lines += ["", f"Region means of the latent (tumour, rim, far liver) in a logistic regression: held-out AUC "
+                      f"{r['reader_auc']:.3f} (tumour size alone {r['size_only_auc']:.3f}); the halo from them: "
+                      f"Spearman {r['halo_spearman']:.3f}."]
     return "\n".join(lines) + "\n"
 
 
@@ -161,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--views", type=int, default=8, help="cached views per training patch")
+    parser.add_argument("--rim", type=int, default=1, help="latent voxels of liver around the tumour read as its rim")
+    parser.add_argument("--far", type=int, default=3, help="latent voxels from the tumour where the far liver starts")
+    parser.add_argument("--C", type=float, default=0.01, help="inverse regularisation of the region logistic regression")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     if len(extra) % 2 or not all(k.startswith("--") for k in extra[::2]):
@@ -194,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== the head regresses the signs of {len(train)} training patients for {args.epochs} epochs", flush=True)
     rows += sign_regression(config, cache, train, test, train_signs.loc[[i["case_id"] for i in train]],
                             test_signs.loc[[i["case_id"] for i in test]], args.epochs, args.learning_rate, args.views)
+
+    print("== region means of the latent", flush=True)
+    rows += region_reader(cache, train, test, train_signs.loc[[i["case_id"] for i in train]],
+                          test_signs.loc[[i["case_id"] for i in test]], args.rim, args.far, args.C)
 
     target = out / "readability"
     target.mkdir(parents=True, exist_ok=True)
