@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from monai.networks.nets import AutoencoderKL
+from neonet_ext.networks.nets.pattennet import REGION_CHANNELS, PattenNetFromLatents, region_fractions, region_means
 from neonet_ext.networks import (
     CLASSIFIER_NAMES,
     ChannelAttention,
@@ -214,6 +215,54 @@ def test_pattennet_avgmax_pooling_reads_the_strongest_voxel_too():
     assert torch.count_nonzero(step) == 2
     with pytest.raises(ValueError, match="pooling"):
         tiny_pattennet(pooling="median")
+
+
+def test_region_means_have_known_answers():
+    """A 1x1x1-cell tumour in a 7x7x7 tissue grid: rim = its 26 neighbours, far = beyond 2 cells."""
+    fractions = torch.zeros(1, 2, 7, 7, 7)
+    fractions[:, 0] = 1.0
+    fractions[:, 1, 3, 3, 3] = 1.0
+    zone = torch.full((7, 7, 7), 3.0)  # far liver
+    zone[1:6, 1:6, 1:6] = 0.0  # neither rim nor far: 2 cells from the tumour
+    zone[2:5, 2:5, 2:5] = 2.0  # rim
+    zone[3, 3, 3] = 1.0  # tumour
+    features = torch.stack([zone, 10 * zone])[None]
+    pooled = region_means(features, fractions, rim=1, far=2)
+    expected = [1, 10, 2, 20, 3, 30, -1, -10, -2, -20, math.log(2)]
+    torch.testing.assert_close(pooled, torch.tensor([expected], dtype=torch.float32))
+
+
+def test_region_means_keep_a_tumour_smaller_than_half_a_cell_and_read_fractions_on_any_grid():
+    fractions = torch.zeros(1, 2, 8, 8, 8)
+    fractions[:, 0] = 1.0
+    fractions[:, 1, 2, 2, 2] = 0.5  # at most 1/16 of a cell of the 4x4x4 feature grid
+    features = torch.zeros(1, 1, 4, 4, 4)
+    features[0, 0, 1, 1, 1] = 7.0
+    pooled = region_means(features, fractions, rim=1, far=2)
+    assert pooled[0, 0] == 7.0 and pooled[0, -1] == pytest.approx(math.log(1.5))
+
+
+def test_region_fractions_read_the_tlcr_masks_off_the_patch():
+    patch = torch.zeros(1, 2, 4, 4, 4)
+    patch[0, 0, :2] = 0.7  # tissue: half the patch
+    patch[0, 1, 0, 0, 0] = patch[0, 0, 0, 0, 0] = 0.3  # one tumour voxel
+    fractions = region_fractions(patch, (2, 2, 2))
+    assert fractions.shape == (1, 2, 2, 2, 2)
+    torch.testing.assert_close(fractions[0, 0, :, 0, 0], torch.tensor([1.0, 0.0]))
+    assert fractions[0, 1].sum() == pytest.approx(1 / 8)
+
+
+def test_pattennet_region_pooling_carries_the_fractions_with_the_latent():
+    net = tiny_pattennet(num_blocks=2, pooling="regions").eval()
+    x = patches()
+    x[:, 1] *= (x[:, 1] > 1.0)  # TLCR's tumour channel: zero outside a tumour
+    z = net.encode(x)
+    assert z.shape[1] == 2 * LATENT + REGION_CHANNELS
+    assert net.head[-1].in_features == 5 * 8 + 1
+    torch.testing.assert_close(PattenNetFromLatents(net)(z), net(x))
+    moved = z.clone()
+    moved[:, -1] = torch.roll(moved[:, -1], 2, dims=1)  # the tumour elsewhere: another answer
+    assert not torch.allclose(PattenNetFromLatents(net)(moved), net(x))
 
 
 def test_upsample_attention_map():

@@ -17,15 +17,20 @@ from monai.utils import ensure_tuple_rep
 from neonet_ext.networks.blocks.dual_attention import DualAttentionBlock
 
 __all__ = [
+    "REGION_CHANNELS",
     "PattenNet",
     "PattenNetFromLatents",
     "FrozenLatentEncoder",
+    "region_fractions",
+    "region_means",
     "upsample_attention_map",
 ]
 
 _INTERPOLATION_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
-#: global pooling of PattenNet's last stage -> how many vectors of its width it concatenates
-_POOLINGS = {"avg": 1, "avgmax": 2}
+#: pooling of PattenNet's last stage -> (vectors of its width, extra scalars) the head reads
+_POOLINGS = {"avg": (1, 0), "avgmax": (2, 0), "regions": (5, 1)}
+#: region pooling's masks ride on the latent as these many trailing channels (tissue and tumour fractions)
+REGION_CHANNELS = 2
 
 
 def upsample_attention_map(attention: torch.Tensor, spatial_size: Sequence[int]) -> torch.Tensor:
@@ -41,6 +46,65 @@ def upsample_attention_map(attention: torch.Tensor, spatial_size: Sequence[int])
     """
     mode = _INTERPOLATION_MODES[attention.ndim - 2]
     return F.interpolate(attention, size=tuple(spatial_size), mode=mode, align_corners=False)
+
+
+def region_fractions(patch: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """
+    Share of each cell of a coarser grid that lies in the tissue and in the tumour of TLCR patches.
+
+    TLCR zeroes the image outside its masks: channel 0 (image inside liver + tumour) is non-zero in the
+    tissue, the last channel (image inside the tumour) in the tumour.
+
+    Args:
+        patch: TLCR patches of shape (B, C, *spatial).
+        grid: the coarser grid, e.g. the latent's (x, y, z).
+
+    Returns:
+        fractions of shape (B, 2, *grid) in [0, 1]: channel 0 tissue, channel 1 tumour.
+    """
+    inside = torch.stack([patch[:, 0] != 0, patch[:, -1] != 0], dim=1).to(patch.dtype if patch.is_floating_point() else torch.float32)
+    return F.interpolate(inside, size=tuple(grid), mode="area")
+
+
+def _dilate(mask: torch.Tensor, voxels: int) -> torch.Tensor:
+    """Boolean masks (B, *spatial) grown by ``voxels`` cells (a cube)."""
+    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[mask.ndim - 1]
+    return pool(mask[:, None].float(), 2 * voxels + 1, stride=1, padding=voxels)[:, 0] > 0
+
+
+def region_means(features: torch.Tensor, fractions: torch.Tensor, rim: int = 1, far: int = 3) -> torch.Tensor:
+    """
+    Feature means over the tumour, the liver rim around it and the far liver, their contrasts, and the tumour size.
+
+    Cells more than half inside count as inside. A tumour smaller than half a cell keeps its fullest cell(s).
+    The rim is the tissue within ``rim`` cells of the tumour; the far liver the tissue beyond ``far`` cells.
+    An empty region averages to 0.
+
+    Args:
+        features: maps of shape (B, C, *spatial).
+        fractions: tissue and tumour fractions (B, 2, *grid) as :func:`region_fractions` gives them, on any grid
+            (resampled by area to the features' grid; the size is summed on the given one).
+        rim: cells of the rim.
+        far: cells from the tumour where the far liver begins.
+
+    Returns:
+        (B, 5 * C + 1): [tumour, rim, far, rim - far, tumour - far] means, then log(1 + tumour cells of ``fractions``).
+    """
+    size = torch.log1p(fractions[:, 1].flatten(1).sum(dim=1, keepdim=True))
+    cells = F.interpolate(fractions, size=tuple(features.shape[2:]), mode="area")
+    tissue, tumour_share = cells[:, 0] > 0.5, cells[:, 1]
+    tumour = tumour_share > 0.5
+    peak = tumour_share.flatten(1).amax(dim=1).view(-1, *[1] * (tumour.ndim - 1))
+    tumour = torch.where(tumour.flatten(1).any(dim=1).view_as(peak), tumour, (tumour_share >= peak) & (peak > 0))
+    rim_region = _dilate(tumour, rim) & tissue & ~tumour
+    far_region = tissue & ~_dilate(tumour, far)
+
+    def mean(region: torch.Tensor) -> torch.Tensor:
+        weights = region[:, None].to(features.dtype)
+        return (features * weights).flatten(2).sum(-1) / weights.flatten(2).sum(-1).clamp(min=1)
+
+    inside, near, away = mean(tumour), mean(rim_region), mean(far_region)
+    return torch.cat([inside, near, away, near - away, inside - away, size], dim=1)
 
 
 class FrozenLatentEncoder(nn.Module):
@@ -96,8 +160,13 @@ class PattenNet(nn.Module):
         features: output channels of each stage's convolution (int or one per stage).
         strides: stride of each stage's convolution (int or one per stage); 2 halves the grid, so that
             later stages see more of the tumour and its rim.
-        pooling: how the last stage's map becomes one vector: ``"avg"`` (global mean) or ``"avgmax"``
-            (global mean and maximum concatenated, so that a small, strong response is not averaged away).
+        pooling: how the last stage's map becomes one vector: ``"avg"`` (global mean), ``"avgmax"``
+            (global mean and maximum concatenated, so that a small, strong response is not averaged away)
+            or ``"regions"``: means over the tumour, the liver rim around it and the liver beyond it, the
+            rim-minus-far and tumour-minus-far contrasts, and the log tumour size (see
+            :func:`region_fractions`), so that the halo's contrast is not averaged into the rest.
+        region_rim: with ``"regions"``, voxels of the last stage's grid around the tumour read as its rim.
+        region_far: with ``"regions"``, voxels of the last stage's grid from the tumour where the far liver begins.
         reduction: reduction ratio of the channel-attention MLP.
         kernel_size: kernel size of the spatial-attention convolution.
         use_channel_attention: enable channel attention in every block (ablation switch).
@@ -127,6 +196,8 @@ class PattenNet(nn.Module):
         features: int | Sequence[int] = 32,
         strides: int | Sequence[int] = 1,
         pooling: str = "avg",
+        region_rim: int = 1,
+        region_far: int = 3,
         reduction: int = 16,
         kernel_size: int = 7,
         use_channel_attention: bool = True,
@@ -147,6 +218,8 @@ class PattenNet(nn.Module):
             raise ValueError(f"num_blocks must be >= 0, got {num_blocks}.")
         if pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {sorted(_POOLINGS)}, got {pooling!r}.")
+        if not 0 < region_rim < region_far:
+            raise ValueError(f"need 0 < region_rim < region_far, got {region_rim} and {region_far}.")
         if autoencoder_checkpoint is not None:
             # imported here: neonet_ext.engines imports this module (PNIPredictor upsamples its attention)
             from neonet_ext.engines.checkpoints import load_weights
@@ -182,7 +255,9 @@ class PattenNet(nn.Module):
             channels = out_features
         self.stages = nn.ModuleList(stages)
         self.pooling = pooling
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels * _POOLINGS[pooling], out_channels))
+        self.region_rim, self.region_far = region_rim, region_far
+        vectors, scalars = _POOLINGS[pooling]
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels * vectors + scalars, out_channels))
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters to optimise: everything but the frozen latent encoder."""
@@ -198,11 +273,15 @@ class PattenNet(nn.Module):
 
         Returns:
             stacked latent means of shape (B, in_channels * L, x, y, z), channel c's latent at
-            ``[c * L, (c + 1) * L)``.
+            ``[c * L, (c + 1) * L)``; with ``pooling="regions"``, followed by the patch's
+            :data:`REGION_CHANNELS` tissue and tumour fractions on the latent grid (:func:`region_fractions`).
         """
         # Folding channels into the batch shares the encoder weights across channels in a single pass.
         z = self.latent_encoder(x.flatten(0, 1).unsqueeze(1))
-        return z.unflatten(0, [x.shape[0], -1]).flatten(1, 2)
+        z = z.unflatten(0, [x.shape[0], -1]).flatten(1, 2)
+        if self.pooling == "regions":
+            z = torch.cat([z, region_fractions(x, z.shape[2:]).to(z.dtype)], dim=1)
+        return z
 
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """
@@ -221,19 +300,27 @@ class PattenNet(nn.Module):
         Everything after the frozen encoder: what training on cached latents runs.
 
         Args:
-            z: stacked latent means of shape (B, in_channels * L, x, y, z), as :meth:`encode` gives them.
+            z: stacked latent means of shape (B, in_channels * L, x, y, z), as :meth:`encode` gives them
+                (with the region fractions after them for ``pooling="regions"``).
 
         Returns:
             logits and attention maps, as :meth:`forward_with_attention`.
         """
+        fractions = None
+        if self.pooling == "regions":
+            z, fractions = z[:, :-REGION_CHANNELS], z[:, -REGION_CHANNELS:]
         h = z
         maps: list[torch.Tensor] = []
         for stage in self.stages:
             h, gate = stage.attention.forward_with_attention(stage.conv(h))
             if gate is not None:
                 maps.append(gate)
-        h = h.flatten(2)
-        pooled = h.mean(dim=-1) if self.pooling == "avg" else torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)
+        if fractions is not None:
+            pooled = region_means(h, fractions, self.region_rim, self.region_far)
+        elif self.pooling == "avgmax":
+            pooled = torch.cat([h.flatten(2).mean(dim=-1), h.flatten(2).amax(dim=-1)], dim=1)
+        else:
+            pooled = h.flatten(2).mean(dim=-1)
         return self.head(pooled), maps
 
     def attention_maps(self, x: torch.Tensor, upsample: bool = True) -> list[torch.Tensor]:
