@@ -13,6 +13,7 @@ from monai.networks.nets import AutoencoderKL
 
 from neonet_ext.data import LatentCache, autoencoder_fingerprint
 from neonet_ext.networks import PattenNet, PattenNetFromLatents
+from neonet_ext.networks.nets.pattennet import region_fractions
 from neonet_ext.transforms import LoadLatentd, PatchView, PatchViewd, SelectLatentViewd, patch_views
 
 SHAPE = (16, 16, 8)
@@ -62,6 +63,52 @@ def test_training_on_cached_latents_gives_the_full_models_logits(tmp_path, patch
         full = network(torch.stack([patch_tensor(p) for p in patches]))
         cached = PattenNetFromLatents(network)(torch.stack(latents))
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+
+
+def test_region_pooling_trains_on_cached_latents_with_each_views_fractions(tmp_path):
+    """TLCR-like patches (image zero outside the tissue, tumour channel zero outside a box): the cached
+    latent carries the view's fractions after it, and gives the full region-pooling model's logits."""
+    items = []
+    for i in range(3):
+        data = np.random.default_rng(i).random((*SHAPE, 2)).astype(np.float32) + 0.1
+        data[: 4 + i, :, :, :] = 0.0  # outside the tissue
+        data[..., 1] = 0.0
+        data[6 + i : 12, 5:11, 2:6, 1] = data[6 + i : 12, 5:11, 2:6, 0]  # the tumour
+        path = tmp_path / f"tlcr_{i}.nii.gz"
+        nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 3.0, 1.0])), path)
+        items.append({"case_id": f"case_{i}", "patch": str(path), "pni": i % 2})
+    autoencoder = tiny_autoencoder()
+    network = PattenNet(autoencoder, num_blocks=2, features=8, pooling="regions").eval()
+    cache = LatentCache(autoencoder, tmp_path / "cache", views=patch_views(3, seed=1))
+    cached_items = cache(items)
+    for item in cached_items:  # each view's fractions are those of that view of the patch
+        for view, entry_path in zip(cache.views, item["latent"]):
+            entry = load(entry_path)
+            expected = region_fractions(view(patch_tensor(item))[None], entry["mu"].shape[1:])[0]
+            torch.testing.assert_close(entry["regions"], expected)
+    load_view = [LoadLatentd("latent", with_regions=True), SelectLatentViewd("latent", random_view=False)]
+    latents = []
+    for item in cached_items:
+        for transform in load_view:
+            item = transform(item)
+        latents.append(item["image"])
+    with torch.no_grad():
+        full = network(torch.stack([patch_tensor(p) for p in items]))
+        cached = PattenNetFromLatents(network)(torch.stack(latents))
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
+
+
+def test_entries_without_regions_are_kept_unless_regions_are_required(tmp_path, patches, capsys):
+    autoencoder = tiny_autoencoder()
+    items = LatentCache(autoencoder, tmp_path / "cache", views=1)(patches[:1])
+    entry_path = items[0]["latent"][0]
+    old = {k: v for k, v in load(entry_path).items() if k != "regions"}  # as written before regions were
+    torch.save(old, entry_path)
+    assert LatentCache(autoencoder, tmp_path / "cache", views=1).build(patches[:1]) == 0
+    with pytest.raises(ValueError, match="require_regions=True"):
+        LoadLatentd("latent", with_regions=True)(items[0])
+    assert LatentCache(autoencoder, tmp_path / "cache", views=1, require_regions=True).build(patches[:1]) == 1
+    assert "regions" in load(entry_path)
 
 
 def test_each_view_is_the_encoding_of_that_view_of_the_patch(tmp_path, patches):

@@ -24,6 +24,7 @@ import torch
 from monai.transforms import LoadImage
 from monai.utils import convert_to_tensor
 
+from neonet_ext.networks.nets.pattennet import region_fractions
 from neonet_ext.transforms.views import PatchView, patch_views
 from neonet_ext.utils.io import atomic_write, file_sha1
 
@@ -32,6 +33,8 @@ __all__ = ["LatentCache", "autoencoder_fingerprint"]
 #: The AutoencoderKL submodules that make a posterior: what the cache depends on (the decoder is not).
 ENCODING_MODULES = ("encoder", "quant_conv_mu", "quant_conv_log_sigma")
 _ENTRY_KEYS = {"mu", "sigma", "autoencoder", "source", "view"}
+#: written with every entry since region pooling; older entries lack it (see ``require_regions``)
+_REGIONS_KEY = "regions"
 
 
 def autoencoder_fingerprint(autoencoder: torch.nn.Module) -> str:
@@ -50,7 +53,8 @@ class LatentCache:
 
     Each channel of a (C, X, Y, Z) patch is encoded on its own (as PattenNet and NeoGen encode them);
     an entry holds ``mu`` and ``sigma`` of shape (C * L, x, y, z), channel c's latent at
-    ``[c * L, (c + 1) * L)``. Calling the cache on a datalist returns copies of the items with
+    ``[c * L, (c + 1) * L)``, and ``regions`` (2, x, y, z): the view's tissue and tumour fractions on
+    the latent grid (:func:`neonet_ext.networks.region_fractions`, for PattenNet's region pooling). Calling the cache on a datalist returns copies of the items with
     ``latent_key`` set to the list of entry paths, one per view, in the order of ``views``.
 
     Args:
@@ -65,6 +69,7 @@ class LatentCache:
         batch_size: channels encoded in one forward pass.
         device: where to encode (default: the autoencoder's device).
         progress: print a line per 10 % of a build and a summary.
+        require_regions: treat entries without ``regions`` (written before they were) as missing.
 
     Example::
 
@@ -83,6 +88,7 @@ class LatentCache:
         batch_size: int = 8,
         device: str | torch.device | None = None,
         progress: bool = True,
+        require_regions: bool = False,
     ) -> None:
         if autoencoder_checkpoint is not None:
             from neonet_ext.engines.checkpoints import load_weights
@@ -98,6 +104,7 @@ class LatentCache:
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else next(autoencoder.parameters()).device
         self.progress = progress
+        self.require_regions = require_regions
         self.fingerprint = autoencoder_fingerprint(autoencoder)
         self.folder = self.cache_dir / self.fingerprint[:16]
         self._loader = LoadImage(image_only=True, ensure_channel_first=True)
@@ -126,7 +133,9 @@ class LatentCache:
             return None
         except Exception:  # a truncated or foreign file: re-encoded by the caller
             return None
-        if not isinstance(entry, Mapping) or set(entry) != _ENTRY_KEYS:
+        if not isinstance(entry, Mapping) or set(entry) - {_REGIONS_KEY} != _ENTRY_KEYS:
+            return None
+        if self.require_regions and _REGIONS_KEY not in entry:
             return None
         if entry["autoencoder"] != self.fingerprint:
             return None
@@ -136,6 +145,9 @@ class LatentCache:
         if not (isinstance(mu, torch.Tensor) and isinstance(sigma, torch.Tensor) and mu.shape == sigma.shape):
             return None
         if not (torch.isfinite(mu).all() and torch.isfinite(sigma).all()):
+            return None
+        regions = entry.get(_REGIONS_KEY)
+        if regions is not None and not (isinstance(regions, torch.Tensor) and regions.shape[1:] == mu.shape[1:]):
             return None
         return entry
 
@@ -154,9 +166,10 @@ class LatentCache:
         shape = [patch.shape[0], -1]
         return torch.cat(mus).unflatten(0, shape).flatten(1, 2), torch.cat(sigmas).unflatten(0, shape).flatten(1, 2)
 
-    def _write(self, path: Path, mu: torch.Tensor, sigma: torch.Tensor, source_hash: str, view: PatchView) -> None:
-        entry = {"mu": mu.contiguous().clone(), "sigma": sigma.contiguous().clone(), "autoencoder": self.fingerprint,
-                 "source": source_hash, "view": view.spec}
+    def _write(self, path: Path, mu: torch.Tensor, sigma: torch.Tensor, regions: torch.Tensor, source_hash: str,
+               view: PatchView) -> None:
+        entry = {"mu": mu.contiguous().clone(), "sigma": sigma.contiguous().clone(), _REGIONS_KEY: regions.contiguous(),
+                 "autoencoder": self.fingerprint, "source": source_hash, "view": view.spec}
         atomic_write(path, lambda tmp: torch.save(entry, tmp))
 
     def _missing(self, items: Sequence[Mapping], views: Sequence[PatchView]) -> Iterator[tuple[int, str, str, list[PatchView]]]:
@@ -201,8 +214,9 @@ class LatentCache:
                 raise ValueError(f"latent cache: patch {path} has shape {tuple(patch.shape)}, expected (C, X, Y, Z)")
             batch = torch.stack([view(patch) for view in todo])
             mus, sigmas = self.encode(batch)
-            for view, mu, sigma in zip(todo, mus, sigmas):
-                self._write(self.entry_path(source_hash, view), mu, sigma, source_hash, view)
+            fractions = region_fractions(batch, mus.shape[2:])
+            for view, mu, sigma, regions in zip(todo, mus, sigmas, fractions):
+                self._write(self.entry_path(source_hash, view), mu, sigma, regions, source_hash, view)
             written += len(todo)
             if self.progress and written / total >= next_report:
                 elapsed = time.perf_counter() - start

@@ -28,11 +28,12 @@ class LoadLatentd(MapTransform):
     """Read the cache entries listed under each key (one path per view) into two stacked tensors.
 
     Writes ``data[f"{key}_mu"]`` and (with ``with_sigma``) ``data[f"{key}_sigma"]``, each (V, C * L, x, y, z)
-    for V views, and removes ``data[key]``.
+    for V views, (with ``with_regions``) ``data[f"{key}_regions"]`` (V, 2, x, y, z), and removes ``data[key]``.
 
     Args:
         keys: item keys holding the entry paths.
         with_sigma: also keep the posterior's sigma (needed for posterior draws in :class:`SelectLatentViewd`).
+        with_regions: also keep each view's tissue and tumour fractions (for PattenNet's region pooling).
         dtype: the dtype the latents are kept in (e.g. ``torch.float16`` to halve a cached dataset's memory;
             :class:`SelectLatentViewd` returns float32 whatever it is).
 
@@ -42,9 +43,10 @@ class LoadLatentd(MapTransform):
     """
 
     def __init__(self, keys: KeysCollection, with_sigma: bool = True, dtype: DtypeLike | torch.dtype = torch.float32,
-                 allow_missing_keys: bool = False) -> None:
+                 with_regions: bool = False, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.with_sigma = with_sigma
+        self.with_regions = with_regions
         self.dtype = get_equivalent_dtype(dtype, torch.Tensor)
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
@@ -52,25 +54,31 @@ class LoadLatentd(MapTransform):
         for key in self.key_iterator(d):
             paths = d.pop(key)
             paths = [paths] if isinstance(paths, str) else list(paths)
-            mus, sigmas = [], []
+            mus, sigmas, regions = [], [], []
             for path in paths:
                 try:
                     entry = torch.load(path, map_location="cpu", weights_only=True)
                     mus.append(entry["mu"].to(self.dtype))
                     if self.with_sigma:
                         sigmas.append(entry["sigma"].to(self.dtype))
+                    if self.with_regions:
+                        regions.append(entry["regions"].to(self.dtype))
                 except Exception as e:
-                    raise ValueError(f"cannot read latent cache entry {path}: {e}; rebuild the cache") from e
+                    raise ValueError(f"cannot read latent cache entry {path}: {e!r}; rebuild the cache"
+                                     + (" with require_regions=True" if isinstance(e, KeyError) else "")) from e
             d[f"{key}_mu"] = torch.stack(mus)
             if self.with_sigma:
                 d[f"{key}_sigma"] = torch.stack(sigmas)
+            if self.with_regions:
+                d[f"{key}_regions"] = torch.stack(regions)
         return d
 
 
 class SelectLatentViewd(RandomizableTransform, MapTransform):
     """Pick one view of the latents :class:`LoadLatentd` read, and optionally sample the posterior.
 
-    Writes ``data[output_key]`` (C * L, x, y, z), float32, and the chosen view's index under ``view_key``
+    Writes ``data[output_key]`` (C * L, x, y, z), float32 (with the view's region fractions after it,
+    (C * L + 2, x, y, z), when :class:`LoadLatentd` read them), and the chosen view's index under ``view_key``
     (for :class:`neonet_ext.transforms.PatchViewd` to apply the same view to a mask), and removes the
     stacked ``{key}_mu`` / ``{key}_sigma``.
 
@@ -119,6 +127,9 @@ class SelectLatentViewd(RandomizableTransform, MapTransform):
                                    "LoadLatentd(with_sigma=True) or set posterior_prob to 0.")
                 eps = torch.from_numpy(self.R.standard_normal(latent.shape).astype("float32"))
                 latent = latent + self.posterior_scale * sigma[view].float() * eps
+            regions = d.pop(f"{key}_regions", None)
+            if regions is not None:  # after the latent, as PattenNet.encode puts them for region pooling
+                latent = torch.cat([latent, regions[view].float()])
             d[self.output_key] = latent
             d[self.view_key] = view
         return d
