@@ -76,13 +76,19 @@ def test_pattennet_uses_the_autoencoder_neogen_trains():
         assert json.loads(config.read_text())["autoencoder_def"] == one_source, config
 
 
-@pytest.mark.parametrize("posterior_sampling_prob, keys", [(0.5, {"latent_mu", "latent_sigma", "label", "case_id"}),
-                                                              (0.0, {"latent_mu", "label", "case_id"})])
-def test_latent_inputs_keep_sigma_only_for_posterior_draws(posterior_sampling_prob, keys):
-    """Sigma is loaded (and kept) only when a draw needs it; every other key must be there."""
-    parser = parse_configs(CONFIGS, ["train.json"], "--posterior_sampling_prob", str(posterior_sampling_prob))
+@pytest.mark.parametrize("posterior_sampling_prob, pooling, keys", [
+    (0.5, "avg", {"latent_mu", "latent_sigma", "label", "case_id"}),
+    (0.0, "avg", {"latent_mu", "label", "case_id"}),
+    (0.0, "regions", {"latent_mu", "latent_regions", "label", "case_id"}),
+])
+def test_latent_inputs_keep_sigma_and_regions_only_when_needed(posterior_sampling_prob, pooling, keys):
+    """Sigma is loaded (and kept) only when a draw needs it, the region fractions only for region
+    pooling (and then the cache must hold them); every other key must be there."""
+    parser = parse_configs(CONFIGS, ["train.json"], "--posterior_sampling_prob", str(posterior_sampling_prob),
+                           "--network_def#pooling", pooling, "--autoencoder_path", "None")
     load, _, select = parser.get_parsed_content("latent_inputs#load")
     assert load.with_sigma == (posterior_sampling_prob > 0)
+    assert load.with_regions == parser.get_parsed_content("latent_cache").require_regions == (pooling == "regions")
     item = {k: 0 for k in keys | {"latent", "pni"}}
     assert set(select(item)) == keys
     with pytest.raises(KeyError, match="case_id"):
@@ -194,6 +200,20 @@ def test_each_baseline_trains(override, autoencoder, tmp_path):
     assert not any(k.startswith("latent_encoder.") for k in state)  # no frozen autoencoder in a baseline
     assert "latent cache" not in result.stdout + result.stderr  # a baseline reads the patches themselves
     saved_weights_fit_the_config(tmp_path, autoencoder, configs=[override])
+
+
+def test_region_pooling_trains_on_cached_latents_and_evaluates_from_patches(autoencoder, tmp_path):
+    extra = ("--network_def#pooling", "regions", "--network_def#strides", "[1,2]")
+    train(tmp_path, autoencoder, *extra)
+    saved_weights_fit_the_config(tmp_path, autoencoder, *extra)
+    saved = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert saved["head.1.weight"].shape[1] == 5 * json.loads(TINY.read_text())["network_def#features"] + 1
+    entries = list((tmp_path / "run" / "latent_cache").rglob("*.pt"))
+    assert entries and all("regions" in torch.load(e, weights_only=True) for e in entries)
+    # evaluation reads the raw patches: the whole PattenNet finds the fractions itself
+    bundle_run(["train.json", TINY, "evaluate.json"], "--autoencoder_path", str(autoencoder), *extra,
+               "--output_dir", str(tmp_path / "eval"), "--checkpoint", str(tmp_path / "models" / "model.pt"))
+    assert (tmp_path / "eval" / "metrics.json").is_file()
 
 
 def test_training_resumes(autoencoder, tmp_path):
