@@ -98,7 +98,7 @@ def test_region_pooling_trains_on_cached_latents_with_each_views_fractions(tmp_p
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
 
 
-def test_entries_without_regions_are_kept_unless_regions_are_required(tmp_path, patches, capsys):
+def test_entries_without_regions_get_them_added_when_required_keeping_their_latent(tmp_path, patches, monkeypatch):
     autoencoder = tiny_autoencoder()
     items = LatentCache(autoencoder, tmp_path / "cache", views=1)(patches[:1])
     entry_path = items[0]["latent"][0]
@@ -107,8 +107,12 @@ def test_entries_without_regions_are_kept_unless_regions_are_required(tmp_path, 
     assert LatentCache(autoencoder, tmp_path / "cache", views=1).build(patches[:1]) == 0
     with pytest.raises(ValueError, match="require_regions=True"):
         LoadLatentd("latent", with_regions=True)(items[0])
-    assert LatentCache(autoencoder, tmp_path / "cache", views=1, require_regions=True).build(patches[:1]) == 1
-    assert "regions" in load(entry_path)
+    upgrading = LatentCache(autoencoder, tmp_path / "cache", views=1, require_regions=True)
+    monkeypatch.setattr(upgrading, "encode", lambda _: pytest.fail("a kept latent was encoded again"))
+    assert upgrading.build(patches[:1]) == 1
+    upgraded = load(entry_path)
+    torch.testing.assert_close(upgraded["mu"], old["mu"], atol=0, rtol=0)
+    torch.testing.assert_close(upgraded["regions"], region_fractions(patch_tensor(patches[0])[None], old["mu"].shape[1:])[0])
 
 
 def test_each_view_is_the_encoding_of_that_view_of_the_patch(tmp_path, patches):

@@ -69,7 +69,8 @@ class LatentCache:
         batch_size: channels encoded in one forward pass.
         device: where to encode (default: the autoencoder's device).
         progress: print a line per 10 % of a build and a summary.
-        require_regions: treat entries without ``regions`` (written before they were) as missing.
+        require_regions: entries without ``regions`` (written before they were) get them added (their latent
+            is kept, not encoded again).
 
     Example::
 
@@ -123,10 +124,11 @@ class LatentCache:
     def entry_path(self, source_hash: str, view: PatchView) -> Path:
         return self.folder / f"{source_hash[:20]}-{view.name}.pt"
 
-    def read_entry(self, path: str | os.PathLike, source_hash: str | None = None,
-                   view: PatchView | None = None) -> dict[str, torch.Tensor] | None:
+    def read_entry(self, path: str | os.PathLike, source_hash: str | None = None, view: PatchView | None = None,
+                   require_regions: bool | None = None) -> dict[str, torch.Tensor] | None:
         """The entry at ``path`` when it is whole and was made for this autoencoder (and the given patch
-        and view), else None."""
+        and view), and holds region fractions where they are required (default: ``self.require_regions``),
+        else None."""
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
@@ -135,7 +137,7 @@ class LatentCache:
             return None
         if not isinstance(entry, Mapping) or set(entry) - {_REGIONS_KEY} != _ENTRY_KEYS:
             return None
-        if self.require_regions and _REGIONS_KEY not in entry:
+        if (self.require_regions if require_regions is None else require_regions) and _REGIONS_KEY not in entry:
             return None
         if entry["autoencoder"] != self.fingerprint:
             return None
@@ -186,9 +188,10 @@ class LatentCache:
                 if not entry_path.exists():
                     todo.append(view)
                 elif self.read_entry(entry_path, source_hash, view) is None:
-                    print(f"latent cache: entry {entry_path} for {path} is unreadable or was made for other "
-                          "weights, patch or view; encoding it anew", flush=True)
-                    todo.append(view)
+                    if self.read_entry(entry_path, source_hash, view, require_regions=False) is None:
+                        print(f"latent cache: entry {entry_path} for {path} is unreadable or was made for other "
+                              "weights, patch or view; encoding it anew", flush=True)
+                    todo.append(view)  # else it lacks region fractions only: build adds them
             if todo:
                 yield index, path, source_hash, todo
 
@@ -213,10 +216,16 @@ class LatentCache:
             if patch.ndim != 4:
                 raise ValueError(f"latent cache: patch {path} has shape {tuple(patch.shape)}, expected (C, X, Y, Z)")
             batch = torch.stack([view(patch) for view in todo])
-            mus, sigmas = self.encode(batch)
-            fractions = region_fractions(batch, mus.shape[2:])
-            for view, mu, sigma, regions in zip(todo, mus, sigmas, fractions):
-                self._write(self.entry_path(source_hash, view), mu, sigma, regions, source_hash, view)
+            # an entry written before region fractions were keeps its latent: only the fractions are added
+            posteriors = [self.read_entry(self.entry_path(source_hash, view), source_hash, view, require_regions=False)
+                          for view in todo]
+            to_encode = [i for i, entry in enumerate(posteriors) if entry is None]
+            if to_encode:
+                for i, mu, sigma in zip(to_encode, *self.encode(batch[to_encode])):
+                    posteriors[i] = {"mu": mu, "sigma": sigma}
+            for view, view_patch, entry in zip(todo, batch, posteriors):
+                regions = region_fractions(view_patch[None], entry["mu"].shape[1:])[0]
+                self._write(self.entry_path(source_hash, view), entry["mu"], entry["sigma"], regions, source_hash, view)
             written += len(todo)
             if self.progress and written / total >= next_report:
                 elapsed = time.perf_counter() - start
