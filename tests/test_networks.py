@@ -265,6 +265,21 @@ def test_pattennet_region_pooling_carries_the_fractions_with_the_latent():
     assert not torch.allclose(PattenNetFromLatents(net)(moved), net(x))
 
 
+@pytest.mark.parametrize("pooling", ["avg", "avgmax", "regions"])
+def test_pattennet_scripts_with_every_pooling(pooling):
+    """TorchScript (the zoo's export) compiles every pooling branch and gives the eager logits."""
+    from neonet_ext.networks import neogen_autoencoder
+
+    torch.manual_seed(0)
+    net = PattenNet(neogen_autoencoder(channels=(8, 8, 8), norm_num_groups=4), features=8, reduction=4, pooling=pooling,
+                    strides=(1, 2)).eval()
+    x = torch.rand(1, 2, 32, 32, 16)
+    x[:, 0, :6] = 0.0  # outside the tissue
+    x[:, 1] = 0.0
+    x[:, 1, 10:20, 10:20, 4:10] = x[:, 0, 10:20, 10:20, 4:10]  # the tumour
+    torch.testing.assert_close(torch.jit.script(net)(x), net(x))
+
+
 def test_upsample_attention_map():
     attention = torch.rand(2, 1, *LATENT_GRID)
     up = upsample_attention_map(attention, PATCH)

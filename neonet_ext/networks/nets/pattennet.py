@@ -48,7 +48,7 @@ def upsample_attention_map(attention: torch.Tensor, spatial_size: Sequence[int])
     return F.interpolate(attention, size=tuple(spatial_size), mode=mode, align_corners=False)
 
 
-def region_fractions(patch: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+def region_fractions(patch: torch.Tensor, grid: list[int]) -> torch.Tensor:
     """
     Share of each cell of a coarser grid that lies in the tissue and in the tumour of TLCR patches.
 
@@ -62,14 +62,26 @@ def region_fractions(patch: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
     Returns:
         fractions of shape (B, 2, *grid) in [0, 1]: channel 0 tissue, channel 1 tumour.
     """
-    inside = torch.stack([patch[:, 0] != 0, patch[:, -1] != 0], dim=1).to(patch.dtype if patch.is_floating_point() else torch.float32)
-    return F.interpolate(inside, size=tuple(grid), mode="area")
+    inside = torch.stack([patch[:, 0] != 0, patch[:, -1] != 0], dim=1).float()
+    return F.interpolate(inside, size=list(grid), mode="area")
 
 
 def _dilate(mask: torch.Tensor, voxels: int) -> torch.Tensor:
     """Boolean masks (B, *spatial) grown by ``voxels`` cells (a cube)."""
-    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[mask.ndim - 1]
-    return pool(mask[:, None].float(), 2 * voxels + 1, stride=1, padding=voxels)[:, 0] > 0
+    grown = mask.unsqueeze(1).float()
+    if mask.dim() == 4:
+        grown = F.max_pool3d(grown, 2 * voxels + 1, stride=1, padding=voxels)
+    elif mask.dim() == 3:
+        grown = F.max_pool2d(grown, 2 * voxels + 1, stride=1, padding=voxels)
+    else:
+        grown = F.max_pool1d(grown, 2 * voxels + 1, stride=1, padding=voxels)
+    return grown[:, 0] > 0
+
+
+def _region_mean(features: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Mean of ``features`` (B, C, *spatial) over the boolean ``region`` (B, *spatial); 0 where it is empty."""
+    weights = region.unsqueeze(1).to(features.dtype)
+    return (features * weights).flatten(2).sum(-1) / weights.flatten(2).sum(-1).clamp(min=1.0)
 
 
 def region_means(features: torch.Tensor, fractions: torch.Tensor, rim: int = 1, far: int = 3) -> torch.Tensor:
@@ -91,19 +103,18 @@ def region_means(features: torch.Tensor, fractions: torch.Tensor, rim: int = 1, 
         (B, 5 * C + 1): [tumour, rim, far, rim - far, tumour - far] means, then log(1 + tumour cells of ``fractions``).
     """
     size = torch.log1p(fractions[:, 1].flatten(1).sum(dim=1, keepdim=True))
-    cells = F.interpolate(fractions, size=tuple(features.shape[2:]), mode="area")
+    cells = F.interpolate(fractions, size=list(features.shape[2:]), mode="area")
     tissue, tumour_share = cells[:, 0] > 0.5, cells[:, 1]
     tumour = tumour_share > 0.5
-    peak = tumour_share.flatten(1).amax(dim=1).view(-1, *[1] * (tumour.ndim - 1))
-    tumour = torch.where(tumour.flatten(1).any(dim=1).view_as(peak), tumour, (tumour_share >= peak) & (peak > 0))
+    per_case: list[int] = [-1]
+    for _ in range(tumour.dim() - 1):
+        per_case.append(1)
+    peak = tumour_share.flatten(1).amax(dim=1).view(per_case)
+    found = tumour.flatten(1).any(dim=1).view(per_case)
+    tumour = torch.where(found, tumour, (tumour_share >= peak) & (peak > 0))
     rim_region = _dilate(tumour, rim) & tissue & ~tumour
     far_region = tissue & ~_dilate(tumour, far)
-
-    def mean(region: torch.Tensor) -> torch.Tensor:
-        weights = region[:, None].to(features.dtype)
-        return (features * weights).flatten(2).sum(-1) / weights.flatten(2).sum(-1).clamp(min=1)
-
-    inside, near, away = mean(tumour), mean(rim_region), mean(far_region)
+    inside, near, away = _region_mean(features, tumour), _region_mean(features, rim_region), _region_mean(features, far_region)
     return torch.cat([inside, near, away, near - away, inside - away, size], dim=1)
 
 
@@ -256,6 +267,7 @@ class PattenNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.pooling = pooling
         self.region_rim, self.region_far = region_rim, region_far
+        self.region_channels = REGION_CHANNELS  # an attribute: TorchScript reads no module globals
         vectors, scalars = _POOLINGS[pooling]
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels * vectors + scalars, out_channels))
 
@@ -280,7 +292,7 @@ class PattenNet(nn.Module):
         z = self.latent_encoder(x.flatten(0, 1).unsqueeze(1))
         z = z.unflatten(0, [x.shape[0], -1]).flatten(1, 2)
         if self.pooling == "regions":
-            z = torch.cat([z, region_fractions(x, z.shape[2:]).to(z.dtype)], dim=1)
+            z = torch.cat([z, region_fractions(x, list(z.shape[2:])).to(z.dtype)], dim=1)
         return z
 
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -306,9 +318,9 @@ class PattenNet(nn.Module):
         Returns:
             logits and attention maps, as :meth:`forward_with_attention`.
         """
-        fractions = None
+        fractions: torch.Tensor | None = None
         if self.pooling == "regions":
-            z, fractions = z[:, :-REGION_CHANNELS], z[:, -REGION_CHANNELS:]
+            z, fractions = z[:, : -self.region_channels], z[:, -self.region_channels :]
         h = z
         maps: list[torch.Tensor] = []
         for stage in self.stages:
