@@ -98,7 +98,7 @@ def test_region_pooling_trains_on_cached_latents_with_each_views_fractions(tmp_p
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
 
 
-def test_entries_without_regions_get_them_added_when_required_keeping_their_latent(tmp_path, patches, monkeypatch):
+def test_entries_without_regions_get_them_added_when_required_keeping_their_latent(tmp_path, patches, monkeypatch, capsys):
     autoencoder = tiny_autoencoder()
     items = LatentCache(autoencoder, tmp_path / "cache", views=1)(patches[:1])
     entry_path = items[0]["latent"][0]
@@ -110,6 +110,9 @@ def test_entries_without_regions_get_them_added_when_required_keeping_their_late
     upgrading = LatentCache(autoencoder, tmp_path / "cache", views=1, require_regions=True)
     monkeypatch.setattr(upgrading, "encode", lambda _: pytest.fail("a kept latent was encoded again"))
     assert upgrading.build(patches[:1]) == 1
+    torch.save(old, entry_path)
+    upgrading(patches[:1])
+    assert "0 entries encoded, 1 given their region fractions, 0 reused" in capsys.readouterr().out
     upgraded = load(entry_path)
     torch.testing.assert_close(upgraded["mu"], old["mu"], atol=0, rtol=0)
     torch.testing.assert_close(upgraded["regions"], region_fractions(patch_tensor(patches[0])[None], old["mu"].shape[1:])[0])

@@ -198,16 +198,20 @@ class LatentCache:
     def build(self, items: Sequence[Mapping], num_views: int | None = None) -> int:
         """Encode every (item, view) without a valid entry, for the first ``num_views`` views (default all);
         return how many entries were written."""
+        return sum(self._build(items, num_views))
+
+    def _build(self, items: Sequence[Mapping], num_views: int | None) -> tuple[int, int]:
+        """:meth:`build`; returns (entries encoded, entries that only had their region fractions added)."""
         missing = list(self._missing(items, self.views[:num_views]))
         if not missing:
-            return 0
+            return 0, 0
         if not self.folder.exists():
             others = [p.name for p in self.cache_dir.glob("*") if p.is_dir() and p != self.folder]
             if others and self.progress:
                 print(f"latent cache {self.cache_dir}: entries for other autoencoder weights ({', '.join(others)}) "
                       f"are not used; encoding with weights {self.folder.name}", flush=True)
         total = sum(len(todo) for *_, todo in missing)
-        written, start, next_report = 0, time.perf_counter(), 0.1
+        written, encoded, start, next_report = 0, 0, time.perf_counter(), 0.1
         for _, path, source_hash, todo in missing:
             try:
                 patch = convert_to_tensor(self._loader(path), dtype=torch.float32, track_meta=False)
@@ -221,6 +225,7 @@ class LatentCache:
                           for view in todo]
             to_encode = [i for i, entry in enumerate(posteriors) if entry is None]
             if to_encode:
+                encoded += len(to_encode)
                 for i, mu, sigma in zip(to_encode, *self.encode(batch[to_encode])):
                     posteriors[i] = {"mu": mu, "sigma": sigma}
             for view, view_patch, entry in zip(todo, batch, posteriors):
@@ -229,10 +234,10 @@ class LatentCache:
             written += len(todo)
             if self.progress and written / total >= next_report:
                 elapsed = time.perf_counter() - start
-                print(f"latent cache: {written}/{total} entries encoded, {elapsed:.0f} s, "
+                print(f"latent cache: {written}/{total} entries written, {elapsed:.0f} s, "
                       f"about {elapsed / written * (total - written):.0f} s left", flush=True)
                 next_report = written / total + 0.1
-        return written
+        return encoded, written - encoded
 
     def __call__(self, items: Sequence[Mapping], num_views: int | None = None) -> list[dict]:
         """Build what is missing, then return copies of ``items`` with ``latent_key``: one entry path per view.
@@ -242,12 +247,13 @@ class LatentCache:
             num_views: use only the first views (1: the patch as it is, e.g. for validation).
         """
         views = self.views[:num_views]
-        written = self.build(items, num_views)
+        encoded, completed = self._build(items, num_views)
         out = []
         for item in items:
             source_hash = self.source_fingerprint(item[self.image_key])
             out.append({**item, self.latent_key: [str(self.entry_path(source_hash, view)) for view in views]})
         if self.progress:
             print(f"latent cache {self.folder}: {len(items)} patches x {len(views)} views, "
-                  f"{written} entries encoded, {len(items) * len(views) - written} reused", flush=True)
+                  f"{encoded} entries encoded, " + (f"{completed} given their region fractions, " if completed else "")
+                  + f"{len(items) * len(views) - encoded - completed} reused", flush=True)
         return out

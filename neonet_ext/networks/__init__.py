@@ -15,7 +15,14 @@ from .nets.neogen_diffusion import (
     neogen_controlnet,
     neogen_diffusion_unet,
 )
-from .nets.pattennet import FrozenLatentEncoder, PattenNet, PattenNetFromLatents, upsample_attention_map
+from .nets.pattennet import (
+    FrozenLatentEncoder,
+    PattenNet,
+    PattenNetFromLatents,
+    region_fractions,
+    region_means,
+    upsample_attention_map,
+)
 
 __all__ = [
     "CLASSIFIER_NAMES",
@@ -37,5 +44,7 @@ __all__ = [
     "neogen_autoencoder",
     "neogen_controlnet",
     "neogen_diffusion_unet",
+    "region_fractions",
+    "region_means",
     "upsample_attention_map",
 ]

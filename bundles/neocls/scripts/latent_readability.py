@@ -50,7 +50,7 @@ from scipy.stats import spearmanr
 from neonet_ext.data import load_patch_datalist, patches_with_tumour, split_cases
 from neonet_ext.data.synthetic import IMAGING_SIGNS, sign_matrix, sign_reader
 from neonet_ext.engines.checkpoints import load_weights
-from neonet_ext.networks import PattenNetFromLatents
+from neonet_ext.networks import PattenNetFromLatents, region_means
 from neonet_ext.roc import roc_auc
 from neonet_ext.study.patch_grid import FEATURE_SIGNS, patch_features
 from neonet_ext.utils.io import atomic_write
@@ -141,42 +141,24 @@ def sign_regression(parser: ConfigParser, cache, train: list[dict], test: list[d
     return rows
 
 
-def region_means(cache, items: list[dict], rim: int, far: int) -> np.ndarray:
-    """Per item: the latent's channel means over tumour, rim and far liver, rim - far, tumour - far,
-    and the log tumour size in latent voxels: (N, 5 * C * L + 1)."""
-    from scipy.ndimage import binary_dilation
-
-    load = LoadImage(image_only=True, ensure_channel_first=True)
-    ball = np.ones((3, 3, 3), bool)
+def latent_region_means(cache, items: list[dict], rim: int, far: int) -> np.ndarray:
+    """Per item: PattenNet's region pooling (:func:`neonet_ext.networks.region_means`) of the unaugmented view's
+    latent, with the region fractions the cache holds for it: (N, 5 * C * L + 1)."""
     rows = []
-    for item, latent in zip(items, view_latents(cache, items, 1)):
-        mu = latent[0].float().flatten(1).numpy()  # (C * L, voxels)
-        masks = torch.as_tensor(np.asarray(load(item["patch_mask"])) > 0, dtype=torch.float32)[None]
-        grid = latent.shape[2:]
-        fractions = torch.nn.functional.adaptive_avg_pool3d(masks, grid)[0].numpy()
-        tissue, tumour = fractions[0] > 0.5, fractions[1] > 0.5
-        if not tumour.any():  # a tumour smaller than half a latent voxel: its fullest voxel
-            tumour = fractions[1] >= fractions[1].max()
-        rim_region = binary_dilation(tumour, ball, iterations=rim) & tissue & ~tumour
-        far_region = tissue & ~binary_dilation(tumour, ball, iterations=far)
-
-        def mean(region: np.ndarray) -> np.ndarray:
-            flat = region.reshape(-1)
-            return mu[:, flat].mean(1) if flat.any() else np.zeros(len(mu))
-
-        inside, near, away = mean(tumour), mean(rim_region), mean(far_region)
-        rows.append(np.concatenate([inside, near, away, near - away, inside - away, [np.log1p(fractions[1].sum())]]))
+    for entry in cache(items, num_views=1):
+        cached = torch.load(entry["latent"][0], map_location="cpu", weights_only=True)
+        rows.append(region_means(cached["mu"].float()[None], cached["regions"].float()[None], rim, far)[0].numpy())
     return np.array(rows)
 
 
 def region_reader(cache, train: list[dict], test: list[dict], train_signs: pd.DataFrame, test_signs: pd.DataFrame,
                   rim: int, far: int, c: float) -> list[dict]:
-    """Logistic PNI regression and ridge halo regression on :func:`region_means`, scored on ``test``."""
+    """Logistic PNI regression and ridge halo regression on :func:`latent_region_means`, scored on ``test``."""
     from sklearn.linear_model import LogisticRegression, RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x_train, x_test = region_means(cache, train, rim, far), region_means(cache, test, rim, far)
+    x_train, x_test = latent_region_means(cache, train, rim, far), latent_region_means(cache, test, rim, far)
     y_train, y_test = train_signs["pni"].astype(int), test_signs["pni"].astype(int)
     pni = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000)).fit(x_train, y_train)
     size = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000)).fit(x_train[:, -1:], y_train)
@@ -242,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(ValueError, SyntaxError):  # read as monai.bundle's command line reads values
             value = ast.literal_eval(value)
         pairs[key[2:]] = value
+    pairs["latent_cache#require_regions"] = True  # the region reader reads each entry's fractions
     config = neocls_config(args.override, out / "readability", pairs)
     cache = config.get_parsed_content("latent_cache")
     autoencoder = config.get_parsed_content("autoencoder_def")
