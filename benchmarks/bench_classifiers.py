@@ -1,15 +1,20 @@
 """Forward time and size of PattenNet against the 3D baselines, side by side.
 
     .venv/bin/python benchmarks/bench_classifiers.py [--rounds 7] [--device cpu|cuda] [--batch 1]
+    # PattenNet on another autoencoder and pooling, e.g. the folded one in staging/
+    .venv/bin/python benchmarks/bench_classifiers.py --autoencoder '{"block_size": 2, "channels": [64], "latent_channels": 8}' \
+        --pooling regions
 
 Input: random TLCR-shaped patches (B, 2, 64, 64, 32). PattenNet uses NeoGen's
-AutoencoderKL (``NEOGEN_AUTOENCODER``); its frozen encoder is PattenNet's params minus trainable. Models are timed in
+AutoencoderKL (``NEOGEN_AUTOENCODER``, or ``neogen_autoencoder(**AUTOENCODER)`` with ``--autoencoder``);
+its frozen encoder is PattenNet's params minus trainable. Models are timed in
 turn every round (eval mode, no_grad), so drifts of a shared machine hit all alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -21,12 +26,18 @@ from neonet_ext.transforms import TLCR_ROI_SIZE
 BASELINES = ("efficientnet-b0", "densenet121", "resnet50", "swin-transformer")
 
 
-def time_classifiers(rounds: int = 7, batch: int = 1, device: str = "cpu") -> list[tuple[str, int, int, float]]:
+def time_classifiers(rounds: int = 7, batch: int = 1, device: str = "cpu", autoencoder: dict | None = None,
+                     pooling: str = "avg") -> list[tuple[str, int, int, float]]:
     """``(name, parameters, trainable parameters, median forward ms)`` of PattenNet and each baseline,
-    timed in turn every round on one random (batch, 2, *TLCR_ROI_SIZE) input."""
+    timed in turn every round on one random (batch, 2, *TLCR_ROI_SIZE) input.
+
+    Args:
+        autoencoder: ``neogen_autoencoder`` arguments of PattenNet's encoder (default NeoGen's).
+        pooling: PattenNet's ``pooling``.
+    """
     torch.manual_seed(0)
     dev = torch.device(device)
-    models = {"PattenNet (N=2)": PattenNet(neogen_autoencoder())}
+    models = {f"PattenNet ({pooling})": PattenNet(neogen_autoencoder(**(autoencoder or {})), pooling=pooling)}
     models.update({name: get_classifier(name) for name in BASELINES})
     x = torch.randn(batch, 2, *TLCR_ROI_SIZE, device=dev)
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -60,11 +71,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--autoencoder", type=json.loads, default={},
+                        help="neogen_autoencoder arguments of PattenNet's encoder, as JSON")
+    parser.add_argument("--pooling", default="avg", help="PattenNet's pooling")
     args = parser.parse_args()
-    rows = time_classifiers(args.rounds, args.batch, args.device)
+    rows = time_classifiers(args.rounds, args.batch, args.device, args.autoencoder, args.pooling)
     dev = torch.device(args.device)
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"classifier forward: input ({args.batch}, 2, {', '.join(map(str, TLCR_ROI_SIZE))}), {args.rounds} rounds, {where}")
+    print(f"classifier forward: input ({args.batch}, 2, {', '.join(map(str, TLCR_ROI_SIZE))}), {args.rounds} rounds, {where}; "
+          f"PattenNet's autoencoder {args.autoencoder or 'NeoGen default'}")
     print_table(rows)
 
 
