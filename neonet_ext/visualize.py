@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from neonet_ext.labels import LIVER, TUMOUR  # noqa: E402
 from neonet_ext.utils.io import atomic_path  # noqa: E402
 
-__all__ = ["save_case_report", "save_patch_grid"]
+__all__ = ["save_case_report", "save_learning_curve", "save_patch_grid"]
 
 
 def _axial(volume: np.ndarray, z: int) -> np.ndarray:
@@ -144,6 +144,47 @@ def save_case_report(
             f"\n{100 * mass:.0f}% of it in tumour + 10 mm ({100 * region:.0f}% of the patch)")
         axes[1, 2].set_title(f"attention over ch0{where}", fontsize=8)
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+
+
+def save_learning_curve(
+    patients: Sequence[int],
+    auc: Sequence[float],
+    ci95: Sequence[tuple[float, float]],
+    reference: Sequence[float],
+    path: str | os.PathLike,
+    model_name: str = "PattenNet",
+    reference_name: str = "sign reader",
+    dpi: int = 100,
+) -> None:
+    """
+    Held-out AUC against the number of training patients, with the 95% CI, beside a reference fit on the same
+    patients (e.g. the sign reader) and 0.9 x that reference; written atomically as a PNG.
+
+    Args:
+        patients: training patients of each run (x, log scale).
+        auc: the model's held-out AUC of each run.
+        ci95: (low, high) of each AUC.
+        reference: the reference's held-out AUC of each run.
+    """
+    order = np.argsort(patients)
+    x, y = np.asarray(patients)[order], np.asarray(auc)[order]
+    low, high = (np.asarray([ci95[i][k] for i in order]) for k in (0, 1))
+    ref = np.asarray(reference)[order]
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    ax.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, label=f"{model_name} (95% CI)")
+    ax.plot(x, ref, marker="s", label=reference_name)
+    ax.plot(x, 0.9 * ref, linestyle=":", color="grey", label=f"0.9 x {reference_name}")
+    ax.set_xscale("log")
+    ax.set_xticks(x, [str(int(n)) for n in x])
+    ax.minorticks_off()
+    ax.set_xlabel("training patients")
+    ax.set_ylabel("held-out AUC")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")

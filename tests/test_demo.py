@@ -35,6 +35,18 @@ def test_demo_runs_the_chain_on_the_sample_and_points_at_the_pages(tmp_path, cap
     assert "not for clinical use" in out
 
 
+def test_learning_curve_page(tmp_path):
+    import matplotlib.image
+
+    from neonet_ext.visualize import save_learning_curve
+
+    out = tmp_path / "curve.png"
+    save_learning_curve([1000, 96, 300], [0.72, 0.70, 0.69], [(0.63, 0.80), (0.61, 0.79), (0.60, 0.78)],
+                        [0.83, 0.82, 0.85], out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and list(tmp_path.iterdir()) == [out]
+    assert matplotlib.image.imread(out).std() > 0.05  # lines drawn, not a blank page
+
+
 def test_case_report_page(tmp_path):
     from neonet_ext.data.synthetic import generate_case
     from neonet_ext.transforms import TLCR

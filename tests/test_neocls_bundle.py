@@ -284,6 +284,7 @@ def test_training_size_script_compares_pattennet_with_the_sign_reader_per_size(a
         auc, reader, oracle = float(row["pattennet_auc"]), float(row["sign_reader_auc"]), float(row["oracle_auc"])
         assert 0 <= auc <= 1 and 0 <= reader <= 1 and float(row["auc_over_oracle"]) == pytest.approx(auc / oracle)
     assert (tmp_path / "n10" / "eval" / "predictions.csv").is_file() and "| 10 (" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
 
     # the same cohorts: does the latent keep the hand-made sign features, and can the head learn the signs
     result = subprocess.run(

@@ -13,7 +13,7 @@ number of epochs, and the last epoch's weights are scored on the held-out patche
 fit on the same training patients' exact imaging signs and scored on the held-out ones.
 
 Writes ``OUT/results.csv`` and ``OUT/results.md`` (n, PattenNet AUC with its bootstrap 95% CI,
-the reader's AUC, the oracle, the ratios, minutes per size); extra arguments after ``--`` go to
+the reader's AUC, the oracle, the ratios, minutes per size) and ``OUT/learning_curve.png``; extra arguments after ``--`` go to
 the training and evaluation runs alike, so that both build the same network (e.g.
 ``-- --batch_size 4 --network_def#strides "[2,2]"``).
 """
@@ -36,6 +36,7 @@ from neonet_ext.roc import roc_auc
 from neonet_ext.utils.bundle import bundle_run_command
 from neonet_ext.utils.io import atomic_write
 from neonet_ext.utils.tables import write_csv
+from neonet_ext.visualize import save_learning_curve
 
 BUNDLE = Path(__file__).resolve().parents[1]
 NEOSEG = BUNDLE.parent / "neoseg"
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
               for r in rows]
     text = "\n".join(table) + "\n"
     atomic_write(out / "results.md", lambda tmp: tmp.write_text(text))
+    save_learning_curve([r["n_patients"] for r in rows], [r["pattennet_auc"] for r in rows],
+                        [(r["ci95_low"], r["ci95_high"]) for r in rows], [r["sign_reader_auc"] for r in rows],
+                        out / "learning_curve.png")
     print(text)
     return 0
 
