@@ -305,3 +305,20 @@ def test_training_size_script_compares_pattennet_with_the_sign_reader_per_size(a
     assert 0 <= float(regions["reader_auc"]) <= 1 and 0 <= float(regions["size_only_auc"]) <= 1
     text = (tmp_path / "readability" / "results.md").read_text()
     assert "Sign reader on the held-out true signs" in text and "Region means of the latent" in text
+
+    # a held-out cohort added later: the trained runs are only scored on it
+    trained = {n: (tmp_path / f"n{n}" / "train.log").stat().st_mtime for n in (8, 10)}
+    result = subprocess.run(
+        [sys.executable, str(CONFIGS.parent / "scripts" / "training_size.py"), "--out", str(tmp_path), "--sizes", "8",
+         "10", "--heldout", "6", "6", "--heldout_seed", "2001", "2002", "--epochs", "1", "--override", str(TINY),
+         "--", "--autoencoder_path", str(autoencoder), "--batch_size", "2", "--num_workers", "0",
+         "--network_def#strides", "[1,2]"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert {n: (tmp_path / f"n{n}" / "train.log").stat().st_mtime for n in (8, 10)} == trained
+    with (tmp_path / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["n_patients"]), int(r["heldout_seed"]), int(r["n_heldout"])) for r in rows] == [
+        (8, 2001, 6), (8, 2002, 6), (10, 2001, 6), (10, 2002, 6)]
+    assert (tmp_path / "n10" / "eval_2002" / "predictions.csv").is_file()

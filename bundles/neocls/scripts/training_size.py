@@ -1,19 +1,23 @@
 """How PattenNet's held-out AUC grows with the number of training patients, next to the sign reader's.
 
     python bundles/neocls/scripts/training_size.py --out output/neocls_size --sizes 96 288 --heldout 144 --epochs 12
+    # two held-out cohorts: 144 cases of seed 2001 and 500 of seed 2002
+    python bundles/neocls/scripts/training_size.py ... --heldout 144 500 --heldout_seed 2001 2002
 
-One synthetic training cohort (seed 0, as many cases as the largest size) and one held-out
-cohort (``--heldout_seed``, never used for training) are generated, and TLCR cuts each case's
+One synthetic training cohort (seed 0, as many cases as the largest size) and one or more held-out
+cohorts (``--heldout`` cases of each ``--heldout_seed``, never used for training) are generated, and TLCR cuts each case's
 patch around its ground-truth labels (``neonet_ext.study.patches.ground_truth_patches``), so
 that NeoSeg's errors and NeoGen's synthetic patches are both left out: the comparison isolates
 the training-set size. For each size n, PattenNet trains with ``configs/train.json`` on the
 first n patients (real patches only, the bundle's validation split and seed) for a fixed
-number of epochs, and the last epoch's weights are scored on the held-out patches with
-``configs/evaluate.json``. The sign reader (``neonet_ext.data.synthetic.sign_reader_auc``) is
+number of epochs, and the last epoch's weights are scored on each held-out cohort's patches with
+``configs/evaluate.json`` (a run already trained and scored on the first cohort is only scored on
+cohorts added later). The sign reader (``neonet_ext.data.synthetic.sign_reader_auc``) is
 fit on the same training patients' exact imaging signs and scored on the held-out ones.
 
-Writes ``OUT/results.csv`` and ``OUT/results.md`` (n, PattenNet AUC with its bootstrap 95% CI,
-the reader's AUC, the oracle, the ratios, minutes per size) and ``OUT/learning_curve.png``; extra arguments after ``--`` go to
+Writes ``OUT/results.csv`` and ``OUT/results.md`` (a row per size and held-out cohort: PattenNet AUC
+with its bootstrap 95% CI, the reader's AUC, the oracle, the ratios, minutes) and
+``OUT/learning_curve.png`` (on the first held-out cohort); extra arguments after ``--`` go to
 the training and evaluation runs alike, so that both build the same network (e.g.
 ``-- --batch_size 4 --network_def#strides "[2,2]"``).
 """
@@ -62,26 +66,36 @@ def run_bundle(config_files: list[str], overrides: list[str], log: Path) -> None
         raise RuntimeError(f"bundle run failed (exit {result.returncode}): see {log}")
 
 
+def heldout_suffix(index: int, seed: int) -> str:
+    """The first held-out cohort keeps the plain folder names (``heldout``, ``eval``); further ones end in their seed."""
+    return "" if index == 0 else f"_{seed}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 288], help="training patients per run")
-    parser.add_argument("--heldout", type=int, default=144, help="held-out patients")
-    parser.add_argument("--heldout_seed", type=int, default=2001)
+    parser.add_argument("--heldout", type=int, nargs="+", default=[144], help="patients of each held-out cohort")
+    parser.add_argument("--heldout_seed", type=int, nargs="+", default=[2001], help="seed of each held-out cohort")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--learning_rate", type=float, default=0.001)
     parser.add_argument("--override", help="a config file layered on train.json for training and evaluation alike "
                                            "(e.g. other network widths)")
     args, extra = parser.parse_known_args(argv)
+    if len(args.heldout) != len(args.heldout_seed):
+        parser.error(f"--heldout gives {len(args.heldout)} cohort sizes but --heldout_seed {len(args.heldout_seed)} seeds")
     extra = [a for a in extra if a != "--"]
     layers = [args.override] if args.override else []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_file, train_latents = cohort_patches(out / "train", max(args.sizes), 0)
-    test_file, test_latents = cohort_patches(out / "heldout", args.heldout, args.heldout_seed)
-    test_items = patches_with_tumour(load_patch_datalist(test_file, required_keys=["patch", "pni"]))
-    test_latents = test_latents.loc[[item["case_id"] for item in test_items]]
-    oracle = roc_auc(test_latents["pni"], test_latents["pni_risk"])
+    heldout = []  # (seed, suffix, patches file, items, cohort latents, oracle)
+    for index, (cases, seed) in enumerate(zip(args.heldout, args.heldout_seed)):
+        suffix = heldout_suffix(index, seed)
+        test_file, test_latents = cohort_patches(out / f"heldout{suffix}", cases, seed)
+        test_items = patches_with_tumour(load_patch_datalist(test_file, required_keys=["patch", "pni"]))
+        test_latents = test_latents.loc[[item["case_id"] for item in test_items]]
+        heldout.append((seed, suffix, test_file, test_items, test_latents, roc_auc(test_latents["pni"], test_latents["pni_risk"])))
     all_train = load_patch_datalist(train_file, required_keys=["patch", "pni"])
 
     rows = []
@@ -92,35 +106,41 @@ def main(argv: list[str] | None = None) -> int:
         write_patch_datalist(all_train[:n], datalist)
         # the bundle's own split: the reader learns from the same patients PattenNet trains on
         train_split, _ = split_cases(patches_with_tumour(all_train[:n]), 0.2, seed=0, stratify_by="pni")
-        reader = sign_reader_auc(train_latents.loc[[item["case_id"] for item in train_split]], test_latents)
         start = time.perf_counter()
-        if not (run / "eval" / "metrics.json").is_file():
+        checkpoints = run / "runs" / "checkpoints"
+        if not latest_checkpoint(str(checkpoints)) or not (run / "eval" / "metrics.json").is_file():
             print(f"== n={n}: training PattenNet for {args.epochs} epochs on {len(train_split)} patients", flush=True)
             run_bundle([str(BUNDLE / "configs" / "train.json"), *layers],
                        ["--datalist_file", str(datalist), "--output_dir", str(run / "runs"), "--ckpt_dir", str(run / "models"),
                         "--epochs", str(args.epochs), "--learning_rate", str(args.learning_rate), "--resume", "False", *extra],
                        run / "train.log")
-            run_bundle([str(BUNDLE / "configs" / "train.json"), *layers, str(BUNDLE / "configs" / "evaluate.json")],
-                       ["--datalist_file", str(test_file), "--output_dir", str(run / "eval"),
-                        "--checkpoint", latest_checkpoint(str(run / "runs" / "checkpoints")), *extra], run / "eval.log")
-        metrics = json.loads((run / "eval" / "metrics.json").read_text())
-        rows.append({"n_patients": n, "n_train": len(train_split), "n_heldout": len(test_items),
-                     "pattennet_auc": metrics["roc_auc"], "ci95_low": metrics["roc_auc_ci95_low"],
-                     "ci95_high": metrics["roc_auc_ci95_high"], "sign_reader_auc": reader, "oracle_auc": oracle,
-                     "auc_over_oracle": metrics["roc_auc"] / oracle, "auc_over_sign_reader": metrics["roc_auc"] / reader,
-                     "minutes": round((time.perf_counter() - start) / 60, 1)})
-        print(f"== n={n}: PattenNet AUC {metrics['roc_auc']:.3f}, sign reader {reader:.3f}, oracle {oracle:.3f}", flush=True)
+        for seed, suffix, test_file, test_items, test_latents, oracle in heldout:
+            evaluation = run / f"eval{suffix}"
+            if not (evaluation / "metrics.json").is_file():
+                run_bundle([str(BUNDLE / "configs" / "train.json"), *layers, str(BUNDLE / "configs" / "evaluate.json")],
+                           ["--datalist_file", str(test_file), "--output_dir", str(evaluation),
+                            "--checkpoint", latest_checkpoint(str(checkpoints)), *extra], run / f"eval{suffix}.log")
+            metrics = json.loads((evaluation / "metrics.json").read_text())
+            reader = sign_reader_auc(train_latents.loc[[item["case_id"] for item in train_split]], test_latents)
+            rows.append({"n_patients": n, "n_train": len(train_split), "heldout_seed": seed, "n_heldout": len(test_items),
+                         "pattennet_auc": metrics["roc_auc"], "ci95_low": metrics["roc_auc_ci95_low"],
+                         "ci95_high": metrics["roc_auc_ci95_high"], "sign_reader_auc": reader, "oracle_auc": oracle,
+                         "auc_over_oracle": metrics["roc_auc"] / oracle, "auc_over_sign_reader": metrics["roc_auc"] / reader,
+                         "minutes": round((time.perf_counter() - start) / 60, 1)})
+            print(f"== n={n}, held-out seed {seed}: PattenNet AUC {metrics['roc_auc']:.3f}, sign reader {reader:.3f}, "
+                  f"oracle {oracle:.3f}", flush=True)
 
     write_csv(out / "results.csv", list(rows[0]), rows, float_format="{}")
-    table = ["| patients (training split) | PattenNet AUC (95% CI) | sign reader | oracle | PattenNet / oracle | PattenNet / reader |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    table += [f"| {r['n_patients']} ({r['n_train']}) | {r['pattennet_auc']:.3f} ({r['ci95_low']:.3f}–{r['ci95_high']:.3f}) | "
-              f"{r['sign_reader_auc']:.3f} | {r['oracle_auc']:.3f} | {r['auc_over_oracle']:.2f} | {r['auc_over_sign_reader']:.2f} |"
-              for r in rows]
+    table = ["| patients (training split) | held-out (seed) | PattenNet AUC (95% CI) | sign reader | oracle | PattenNet / oracle | "
+             "PattenNet / reader |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    table += [f"| {r['n_patients']} ({r['n_train']}) | {r['n_heldout']} ({r['heldout_seed']}) | {r['pattennet_auc']:.3f} "
+              f"({r['ci95_low']:.3f}–{r['ci95_high']:.3f}) | {r['sign_reader_auc']:.3f} | {r['oracle_auc']:.3f} | "
+              f"{r['auc_over_oracle']:.2f} | {r['auc_over_sign_reader']:.2f} |" for r in rows]
     text = "\n".join(table) + "\n"
     atomic_write(out / "results.md", lambda tmp: tmp.write_text(text))
-    save_learning_curve([r["n_patients"] for r in rows], [r["pattennet_auc"] for r in rows],
-                        [(r["ci95_low"], r["ci95_high"]) for r in rows], [r["sign_reader_auc"] for r in rows],
+    first = [r for r in rows if r["heldout_seed"] == args.heldout_seed[0]]
+    save_learning_curve([r["n_patients"] for r in first], [r["pattennet_auc"] for r in first],
+                        [(r["ci95_low"], r["ci95_high"]) for r in first], [r["sign_reader_auc"] for r in first],
                         out / "learning_curve.png")
     print(text)
     return 0
