@@ -55,7 +55,7 @@ from neonet_ext.roc import roc_auc
 from neonet_ext.study.patch_grid import FEATURE_SIGNS, patch_features
 from neonet_ext.utils.io import atomic_write
 from neonet_ext.utils.tables import write_csv
-from training_size import cohort_patches  # this folder is on sys.path when the script runs
+from training_size import DEFAULT_HELDOUT_SEED, cohort_patches, heldout_suffix  # this folder is on sys.path when the script runs
 
 BUNDLE = Path(__file__).resolve().parents[1]
 
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="training_size.py's output folder (its cohorts are reused)")
     parser.add_argument("--train_cases", type=int, default=1000, help="patients whose training split the head learns from")
     parser.add_argument("--heldout", type=int, default=144)
-    parser.add_argument("--heldout_seed", type=int, default=2001)
+    parser.add_argument("--heldout_seed", type=int, default=DEFAULT_HELDOUT_SEED)
     parser.add_argument("--override", help="a config file layered on train.json (autoencoder, cache folder)")
     parser.add_argument("--features", type=int, nargs="+", help="the head's stage widths (default: the config's)")
     parser.add_argument("--strides", type=int, nargs="+", help="the head's stage strides (default: the config's)")
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     train_file, train_signs = cohort_patches(out / "train", args.train_cases, 0)
-    test_file, test_signs = cohort_patches(out / "heldout", args.heldout, args.heldout_seed)
+    test_file, test_signs = cohort_patches(out / f"heldout{heldout_suffix(args.heldout_seed)}", args.heldout, args.heldout_seed)
     train_all = load_patch_datalist(train_file, required_keys=["patch", "pni"])[: args.train_cases]
     train, _ = split_cases(patches_with_tumour(train_all), 0.2, seed=0, stratify_by="pni")
     test = patches_with_tumour(load_patch_datalist(test_file, required_keys=["patch", "pni"]))

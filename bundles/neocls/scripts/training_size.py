@@ -11,8 +11,8 @@ that NeoSeg's errors and NeoGen's synthetic patches are both left out: the compa
 the training-set size. For each size n, PattenNet trains with ``configs/train.json`` on the
 first n patients (real patches only, the bundle's validation split and seed) for a fixed
 number of epochs, and the last epoch's weights are scored on each held-out cohort's patches with
-``configs/evaluate.json`` (a run already trained and scored on the first cohort is only scored on
-cohorts added later). The sign reader (``neonet_ext.data.synthetic.sign_reader_auc``) is
+``configs/evaluate.json`` (a size whose last epoch's checkpoint is there is not trained again, only
+scored on the cohorts it has no scores for). The sign reader (``neonet_ext.data.synthetic.sign_reader_auc``) is
 fit on the same training patients' exact imaging signs and scored on the held-out ones.
 
 Writes ``OUT/results.csv`` and ``OUT/results.md`` (a row per size and held-out cohort: PattenNet AUC
@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -66,9 +67,21 @@ def run_bundle(config_files: list[str], overrides: list[str], log: Path) -> None
         raise RuntimeError(f"bundle run failed (exit {result.returncode}): see {log}")
 
 
-def heldout_suffix(index: int, seed: int) -> str:
-    """The first held-out cohort keeps the plain folder names (``heldout``, ``eval``); further ones end in their seed."""
-    return "" if index == 0 else f"_{seed}"
+DEFAULT_HELDOUT_SEED = 2001
+
+
+class HeldOutCohort(NamedTuple):
+    seed: int
+    suffix: str  # of its folders: heldout<suffix>/ and, in each run, eval<suffix>/
+    patches_file: Path
+    items: list[dict]  # the cases with a tumour patch
+    latents: pd.DataFrame  # their generator latents (signs, pni, pni_risk)
+    oracle_auc: float
+
+
+def heldout_suffix(seed: int) -> str:
+    """The default held-out cohort keeps the plain folder names (``heldout``, ``eval``); others end in their seed."""
+    return "" if seed == DEFAULT_HELDOUT_SEED else f"_{seed}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 288], help="training patients per run")
     parser.add_argument("--heldout", type=int, nargs="+", default=[144], help="patients of each held-out cohort")
-    parser.add_argument("--heldout_seed", type=int, nargs="+", default=[2001], help="seed of each held-out cohort")
+    parser.add_argument("--heldout_seed", type=int, nargs="+", default=[DEFAULT_HELDOUT_SEED],
+                        help="seed of each held-out cohort")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--learning_rate", type=float, default=0.001)
     parser.add_argument("--override", help="a config file layered on train.json for training and evaluation alike "
@@ -89,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_file, train_latents = cohort_patches(out / "train", max(args.sizes), 0)
-    heldout = []  # (seed, suffix, patches file, items, cohort latents, oracle)
-    for index, (cases, seed) in enumerate(zip(args.heldout, args.heldout_seed)):
-        suffix = heldout_suffix(index, seed)
+    heldout = []
+    for cases, seed in zip(args.heldout, args.heldout_seed):
+        suffix = heldout_suffix(seed)
         test_file, test_latents = cohort_patches(out / f"heldout{suffix}", cases, seed)
         test_items = patches_with_tumour(load_patch_datalist(test_file, required_keys=["patch", "pni"]))
         test_latents = test_latents.loc[[item["case_id"] for item in test_items]]
-        heldout.append((seed, suffix, test_file, test_items, test_latents, roc_auc(test_latents["pni"], test_latents["pni_risk"])))
+        oracle = roc_auc(test_latents["pni"], test_latents["pni_risk"])
+        heldout.append(HeldOutCohort(seed, suffix, test_file, test_items, test_latents, oracle))
     all_train = load_patch_datalist(train_file, required_keys=["patch", "pni"])
 
     rows = []
@@ -108,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         train_split, _ = split_cases(patches_with_tumour(all_train[:n]), 0.2, seed=0, stratify_by="pni")
         start = time.perf_counter()
         checkpoints = run / "runs" / "checkpoints"
-        if not latest_checkpoint(str(checkpoints)) or not (run / "eval" / "metrics.json").is_file():
+        if not (checkpoints / f"checkpoint_epoch={args.epochs}.pt").is_file():  # else trained by an earlier call
             print(f"== n={n}: training PattenNet for {args.epochs} epochs on {len(train_split)} patients", flush=True)
             run_bundle([str(BUNDLE / "configs" / "train.json"), *layers],
                        ["--datalist_file", str(datalist), "--output_dir", str(run / "runs"), "--ckpt_dir", str(run / "models"),
                         "--epochs", str(args.epochs), "--learning_rate", str(args.learning_rate), "--resume", "False", *extra],
                        run / "train.log")
-        for seed, suffix, test_file, test_items, test_latents, oracle in heldout:
+        for seed, suffix, test_file, test_items, test_latents, oracle in heldout:  # scored where not yet
             evaluation = run / f"eval{suffix}"
             if not (evaluation / "metrics.json").is_file():
                 run_bundle([str(BUNDLE / "configs" / "train.json"), *layers, str(BUNDLE / "configs" / "evaluate.json")],
@@ -131,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"oracle {oracle:.3f}", flush=True)
 
     write_csv(out / "results.csv", list(rows[0]), rows, float_format="{}")
-    table = ["| patients (training split) | held-out (seed) | PattenNet AUC (95% CI) | sign reader | oracle | PattenNet / oracle | "
-             "PattenNet / reader |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    table = ["| patients (training split) | held-out (seed) | PattenNet AUC (95% CI) | sign reader | oracle | "
+             "PattenNet / oracle | PattenNet / reader |", "| --- | --- | --- | --- | --- | --- | --- |"]
     table += [f"| {r['n_patients']} ({r['n_train']}) | {r['n_heldout']} ({r['heldout_seed']}) | {r['pattennet_auc']:.3f} "
               f"({r['ci95_low']:.3f}–{r['ci95_high']:.3f}) | {r['sign_reader_auc']:.3f} | {r['oracle_auc']:.3f} | "
               f"{r['auc_over_oracle']:.2f} | {r['auc_over_sign_reader']:.2f} |" for r in rows]
