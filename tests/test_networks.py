@@ -265,34 +265,14 @@ def test_pattennet_region_pooling_carries_the_fractions_with_the_latent():
     assert not torch.allclose(PattenNetFromLatents(net)(moved), net(x))
 
 
-def test_pattennet_pool_latent_gives_the_head_the_latents_own_region_means():
-    """With ``pool_latent`` the head reads the latent's region means (without the size, which the last stage's
-    pooling ends with) before the last stage's: a head that weighs only them gives their linear function."""
-    net = tiny_pattennet(num_blocks=1, pooling="regions", pool_latent=True).eval()
-    latent_features = 5 * 2 * LATENT
-    assert net.head[-1].in_features == latent_features + 5 * 8 + 1
-    x = patches()
-    x[:, 1] *= (x[:, 1] > 1.0)
-    z = net.encode(x)
-    torch.testing.assert_close(PattenNetFromLatents(net)(z), net(x))
-    linear = net.head[-1]
-    with torch.no_grad():
-        linear.weight[:, latent_features:] = 0.0
-    latent, fractions = z[:, :-REGION_CHANNELS], z[:, -REGION_CHANNELS:]
-    expected = region_means(latent, fractions)[:, :-1] @ linear.weight[:, :latent_features].T + linear.bias
-    torch.testing.assert_close(net(x), expected)
-    with pytest.raises(ValueError, match="pool_latent"):
-        tiny_pattennet(num_blocks=0, pool_latent=True)
-
-
-@pytest.mark.parametrize("pooling, pool_latent", [("avg", False), ("avgmax", False), ("regions", False), ("regions", True)])
-def test_pattennet_scripts_with_every_pooling(pooling, pool_latent):
+@pytest.mark.parametrize("pooling", ["avg", "avgmax", "regions"])
+def test_pattennet_scripts_with_every_pooling(pooling):
     """TorchScript (the zoo's export) compiles every pooling branch and gives the eager logits."""
     from neonet_ext.networks import neogen_autoencoder
 
     torch.manual_seed(0)
     net = PattenNet(neogen_autoencoder(channels=(8, 8, 8), norm_num_groups=4), features=8, reduction=4, pooling=pooling,
-                    pool_latent=pool_latent, strides=(1, 2)).eval()
+                    strides=(1, 2)).eval()
     x = torch.rand(1, 2, 32, 32, 16)
     x[:, 0, :6] = 0.0  # outside the tissue
     x[:, 1] = 0.0

@@ -176,9 +176,6 @@ class PattenNet(nn.Module):
             or ``"regions"``: means over the tumour, the liver rim around it and the liver beyond it, the
             rim-minus-far and tumour-minus-far contrasts, and the log tumour size (see
             :func:`region_fractions`), so that the halo's contrast is not averaged into the rest.
-        pool_latent: the head also reads the same pooling of the frozen latent itself (the first stage's input),
-            so that what the latent already shows region by region reaches the head whatever the stages learn
-            (needs ``num_blocks >= 1``).
         region_rim: with ``"regions"``, voxels of the last stage's grid around the tumour read as its rim.
         region_far: with ``"regions"``, voxels of the last stage's grid from the tumour where the far liver begins.
         reduction: reduction ratio of the channel-attention MLP.
@@ -210,7 +207,6 @@ class PattenNet(nn.Module):
         features: int | Sequence[int] = 32,
         strides: int | Sequence[int] = 1,
         pooling: str = "avg",
-        pool_latent: bool = False,
         region_rim: int = 1,
         region_far: int = 3,
         reduction: int = 16,
@@ -233,8 +229,6 @@ class PattenNet(nn.Module):
             raise ValueError(f"num_blocks must be >= 0, got {num_blocks}.")
         if pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {sorted(_POOLINGS)}, got {pooling!r}.")
-        if pool_latent and num_blocks == 0:
-            raise ValueError("pool_latent needs num_blocks >= 1: with none the pooling already reads the latent.")
         if not 0 < region_rim < region_far:
             raise ValueError(f"need 0 < region_rim < region_far, got {region_rim} and {region_far}.")
         if autoencoder_checkpoint is not None:
@@ -248,7 +242,7 @@ class PattenNet(nn.Module):
 
         stage_features = ensure_tuple_rep(features, num_blocks) if num_blocks else ()
         stage_strides = ensure_tuple_rep(strides, num_blocks) if num_blocks else ()
-        channels = latent_channels = in_channels * autoencoder.latent_channels
+        channels = in_channels * autoencoder.latent_channels
         stages: list[nn.Module] = []
         for out_features, stride in zip(stage_features, stage_strides):
             conv = Convolution(
@@ -271,12 +265,11 @@ class PattenNet(nn.Module):
             stages.append(nn.Sequential(OrderedDict(conv=conv, attention=attention)))
             channels = out_features
         self.stages = nn.ModuleList(stages)
-        self.pooling, self.pool_latent = pooling, pool_latent
+        self.pooling = pooling
         self.region_rim, self.region_far = region_rim, region_far
         self.region_channels = REGION_CHANNELS  # an attribute: TorchScript reads no module globals
-        vectors, self.pooled_scalars = _POOLINGS[pooling]
-        pooled_channels = channels + (latent_channels if pool_latent else 0)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(pooled_channels * vectors + self.pooled_scalars, out_channels))
+        vectors, scalars = _POOLINGS[pooling]
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels * vectors + scalars, out_channels))
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters to optimise: everything but the frozen latent encoder."""
@@ -334,19 +327,13 @@ class PattenNet(nn.Module):
             h, gate = stage.attention.forward_with_attention(stage.conv(h))
             if gate is not None:
                 maps.append(gate)
-        pooled = self._pool(h, fractions)
-        if self.pool_latent:  # the latent's vectors first, without the scalars the last stage's pooling ends with
-            latent = self._pool(z, fractions)
-            pooled = torch.cat([latent[:, : latent.shape[1] - self.pooled_scalars], pooled], dim=1)
-        return self.head(pooled), maps
-
-    def _pool(self, h: torch.Tensor, fractions: torch.Tensor | None) -> torch.Tensor:
-        """One vector per case of the maps ``h`` (B, C, *spatial), by ``self.pooling``."""
         if fractions is not None:
-            return region_means(h, fractions, self.region_rim, self.region_far)
-        if self.pooling == "avgmax":
-            return torch.cat([h.flatten(2).mean(dim=-1), h.flatten(2).amax(dim=-1)], dim=1)
-        return h.flatten(2).mean(dim=-1)
+            pooled = region_means(h, fractions, self.region_rim, self.region_far)
+        elif self.pooling == "avgmax":
+            pooled = torch.cat([h.flatten(2).mean(dim=-1), h.flatten(2).amax(dim=-1)], dim=1)
+        else:
+            pooled = h.flatten(2).mean(dim=-1)
+        return self.head(pooled), maps
 
     def attention_maps(self, x: torch.Tensor, upsample: bool = True) -> list[torch.Tensor]:
         """
