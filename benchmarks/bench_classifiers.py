@@ -1,9 +1,9 @@
 """Forward time and size of PattenNet against the 3D baselines, side by side.
 
     .venv/bin/python benchmarks/bench_classifiers.py [--rounds 7] [--device cpu|cuda] [--batch 1]
-    # PattenNet on another autoencoder and pooling, e.g. the folded one in staging/
-    .venv/bin/python benchmarks/bench_classifiers.py --autoencoder '{"block_size": 2, "channels": [64], "latent_channels": 8}' \
-        --pooling regions
+    # PattenNet on another autoencoder and pooling, e.g. NeoGen 0.4's unfolded one with global mean pooling
+    .venv/bin/python benchmarks/bench_classifiers.py --pooling avg \
+        --autoencoder '{"block_size": 1, "channels": [32, 64, 64], "latent_channels": 4}'
 
 Input: random TLCR-shaped patches (B, 2, 64, 64, 32). PattenNet uses NeoGen's
 AutoencoderKL (``NEOGEN_AUTOENCODER``, or ``neogen_autoencoder(**AUTOENCODER)`` with ``--autoencoder``);
@@ -27,7 +27,7 @@ BASELINES = ("efficientnet-b0", "densenet121", "resnet50", "swin-transformer")
 
 
 def time_classifiers(rounds: int = 7, batch: int = 1, device: str = "cpu", autoencoder: dict | None = None,
-                     pooling: str = "avg") -> list[tuple[str, int, int, float]]:
+                     pooling: str = "regions") -> list[tuple[str, int, int, float]]:
     """``(name, parameters, trainable parameters, median forward ms)`` of PattenNet and each baseline,
     timed in turn every round on one random (batch, 2, *TLCR_ROI_SIZE) input.
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--autoencoder", type=json.loads, default={},
                         help="neogen_autoencoder arguments of PattenNet's encoder, as JSON")
-    parser.add_argument("--pooling", default="avg", help="PattenNet's pooling")
+    parser.add_argument("--pooling", default="regions", help="PattenNet's pooling")
     args = parser.parse_args()
     rows = time_classifiers(args.rounds, args.batch, args.device, args.autoencoder, args.pooling)
     dev = torch.device(args.device)

@@ -50,7 +50,7 @@ def patch_tensor(item: dict) -> torch.Tensor:
 
 def test_training_on_cached_latents_gives_the_full_models_logits(tmp_path, patches):
     autoencoder = tiny_autoencoder()
-    network = PattenNet(autoencoder, num_blocks=2, features=8).eval()
+    network = PattenNet(autoencoder, num_blocks=2, features=8, pooling="avg").eval()
     items = LatentCache(autoencoder, tmp_path / "cache", views=3)(patches)
     load_view = [LoadLatentd("latent"), SelectLatentViewd("latent", random_view=False)]
     latents = []

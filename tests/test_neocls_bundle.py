@@ -322,3 +322,40 @@ def test_training_size_script_compares_pattennet_with_the_sign_reader_per_size(a
     assert [(int(r["n_patients"]), int(r["heldout_seed"]), int(r["n_heldout"])) for r in rows] == [
         (8, 2001, 6), (8, 2002, 6), (10, 2001, 6), (10, 2002, 6)]
     assert (tmp_path / "n10" / "eval_2002" / "predictions.csv").is_file()
+
+
+@pytest.mark.slow
+def test_training_size_trains_on_neogen_patches_of_its_training_split_at_the_ratio(autoencoder, tmp_path):
+    import csv
+    import sys
+
+    neogen_configs = REPO / "bundles" / "neogen" / "configs"
+    neogen_tiny = [Path(__file__).parent / "data" / f"neogen_tiny_{stage}.json" for stage in ("autoencoder", "diffusion")]
+    neogen = parse_configs(neogen_configs, ["inference.json", *neogen_tiny])
+    models = tmp_path / "neogen_models"
+    models.mkdir()
+    torch.manual_seed(0)  # random weights: what is tested is which masks NeoGen is given and how many patches it makes
+    torch.save(neogen.get_parsed_content("autoencoder_def").state_dict(), models / "model_autoencoder.pt")
+    torch.save({"model": neogen.get_parsed_content("diffusion_unet_def").state_dict(),
+                "latent_scale": neogen.get_parsed_content("latent_scale").state_dict()}, models / "model.pt")
+    torch.save(neogen.get_parsed_content("controlnet_def").state_dict(), models / "model_controlnet.pt")
+
+    command = [sys.executable, str(CONFIGS.parent / "scripts" / "training_size.py"), "--out", str(tmp_path), "--sizes", "10",
+               "--heldout", "6", "--epochs", "1", "--override", str(TINY), "--synthetic_ratio", "1.0",
+               "--neogen_models", str(models), "--neogen_override", *map(str, neogen_tiny),
+               "--", "--autoencoder_path", str(autoencoder), "--batch_size", "2", "--num_workers", "0"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    train_split, _ = split_cases(patches_with_tumour(load_patch_datalist(tmp_path / "n10" / "patches.json",
+                                                                         required_keys=["patch", "pni"])),
+                                 0.2, seed=0, stratify_by="pni")
+    positives = {item["case_id"] for item in train_split if item["pni"] == 1}
+    negatives = len(train_split) - len(positives)
+    synthetic = load_patch_datalist(tmp_path / "n10" / "synthetic" / "synthetic_patches.json", required_keys=["patch", "pni"])
+    assert len(synthetic) == negatives - len(positives) > 0  # r = 1 balances the classes
+    assert all(item["pni"] == 1 and item["synthetic"] for item in synthetic)
+    assert {item["source_case"] for item in synthetic} <= positives  # only the training split's masks
+    assert f"{2 * negatives} patches x 8 views" in (tmp_path / "n10" / "train.log").read_text()  # they were trained on
+    with (tmp_path / "results.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["synthetic_ratio"]) == 1.0 and 0 <= float(row["pattennet_auc"]) <= 1

@@ -401,7 +401,8 @@ def test_networks_export_to_torchscript_by_tracing(trained, tmp_path):
         torch.manual_seed(0)  # the forward pass samples the latent: same seed, same sample
         torch.testing.assert_close(recon, nets["autoencoder"](image)[0], rtol=1e-4, atol=1e-5)
 
-        latent, t, context = torch.rand(1, 4, 16, 16, 8), torch.tensor([10]), torch.tensor([[[0.0, 1.0]]])
+        latent_channels = nets["autoencoder"].latent_channels  # one latent voxel per 2x2x2 block of the crop
+        latent, t, context = torch.rand(1, latent_channels, 32, 32, 16), torch.tensor([10]), torch.tensor([[[0.0, 1.0]]])
         unet = torch.jit.trace(nets["diffusion_unet"], (latent, t, context))
         torch.testing.assert_close(unet(latent, t, context), nets["diffusion_unet"](latent, t, context=context))
         masks = (torch.rand(1, 2, 64, 64, 32) > 0.5).float()

@@ -44,7 +44,14 @@ def tiny_autoencoder(seed: int = 0, channels: tuple[int, ...] = (8, 16)) -> Auto
 def tiny_pattennet(seed: int = 0, **kwargs) -> PattenNet:
     kwargs.setdefault("features", 8)
     kwargs.setdefault("reduction", 2)
+    kwargs.setdefault("pooling", "avg")  # the plain pooling; region pooling is tested where named
     return PattenNet(tiny_autoencoder(seed), **kwargs)
+
+
+def test_pattennet_pools_by_region_by_default_and_its_encoding_carries_the_fractions():
+    net = PattenNet(tiny_autoencoder(), features=8, reduction=2)
+    assert net.pooling == "regions" and net.head[0].p == 0.5  # the shipped weights' recipe (NeoCls docs)
+    assert net.encode(patches()).shape == (2, 2 * LATENT + 2, *LATENT_GRID)  # + tissue and tumour fractions
 
 
 def patches(batch: int = 2, seed: int = 1) -> torch.Tensor:
@@ -534,8 +541,38 @@ def test_space_to_depth_autoencoder_works_on_the_block_grid(channels, factor):
     assert embedding(torch.rand(1, 2, 16, 16, 8)).shape[2:] == z_mu.shape[2:]
 
 
-def test_the_default_autoencoder_is_four_times_coarser_and_its_masks_embed_in_three_stages():
-    from neonet_ext.networks import autoencoder_downsampling, controlnet_condition_channels, neogen_autoencoder
+def test_the_default_autoencoder_folds_2x2x2_blocks_into_one_latent_value_and_its_masks_embed_in_two_stages():
+    from neonet_ext.networks import (
+        NEOGEN_BLOCK_SIZE,
+        SpaceToDepthAutoencoderKL,
+        autoencoder_downsampling,
+        controlnet_condition_channels,
+        neogen_autoencoder,
+        neogen_diffusion_unet,
+    )
 
-    autoencoder = neogen_autoencoder(channels=(8, 8, 8), norm_num_groups=4)
-    assert autoencoder_downsampling(autoencoder) == 4 and controlnet_condition_channels(autoencoder) == [8, 16, 32]
+    autoencoder = neogen_autoencoder()
+    assert isinstance(autoencoder, SpaceToDepthAutoencoderKL) and autoencoder.block_size == NEOGEN_BLOCK_SIZE == 2
+    assert autoencoder_downsampling(autoencoder) == 2 and len(controlnet_condition_channels(autoencoder)) == 2
+    assert neogen_diffusion_unet(latent_channels=8, num_classes=2, channels=(16, 16, 32), num_head_channels=(0, 16, 16),
+                                 norm_num_groups=8).neogen_block_size == 2
+    # block_size 1 is the plain AutoencoderKL
+    assert type(neogen_autoencoder(block_size=1, channels=(8, 8), norm_num_groups=4)) is AutoencoderKL
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 6, 8), (1, 1, 2, 2, 2)])
+def test_folding_blocks_matches_monai_pixel_shuffles_and_compiles_with_torchscript(shape):
+    from monai.networks.utils import pixelshuffle, pixelunshuffle
+
+    from neonet_ext.networks import fold_blocks, unfold_blocks
+
+    x = torch.arange(math.prod(shape), dtype=torch.float32).reshape(shape)
+    folded = fold_blocks(x, 3, 2)
+    assert torch.equal(folded, pixelunshuffle(x, 3, 2))  # weights trained with MONAI's fold load unchanged
+    assert torch.equal(unfold_blocks(folded, 3, 2), x) and torch.equal(pixelshuffle(folded, 3, 2), x)
+    scripted_fold, scripted_unfold = torch.jit.script(fold_blocks), torch.jit.script(unfold_blocks)
+    assert torch.equal(scripted_fold(x, 3, 2), folded) and torch.equal(scripted_unfold(folded, 3, 2), x)
+    with pytest.raises(ValueError, match="divisible by the block size 2"):
+        fold_blocks(torch.zeros(1, 1, 3, 4, 4), 3, 2)
+    with pytest.raises(ValueError, match="multiple of 2\\*\\*3"):
+        unfold_blocks(torch.zeros(1, 4, 2, 2, 2), 3, 2)

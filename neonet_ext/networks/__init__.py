@@ -5,8 +5,9 @@ This package is their one public home: :mod:`.nets` (the classifiers, NeoGen's a
 """
 
 from .blocks.dual_attention import ChannelAttention, DualAttentionBlock, SpatialAttention
+from .blocks.space_to_depth import fold_blocks, unfold_blocks
 from .nets.baselines import CLASSIFIER_NAMES, SwinClassifier, get_classifier
-from .nets.neogen_autoencoder import NEOGEN_AUTOENCODER, SpaceToDepthAutoencoderKL, autoencoder_downsampling, neogen_autoencoder
+from .nets.neogen_autoencoder import NEOGEN_AUTOENCODER, NEOGEN_BLOCK_SIZE, SpaceToDepthAutoencoderKL, autoencoder_downsampling, neogen_autoencoder
 from .nets.neogen_diffusion import (
     NEOGEN_DIFFUSION_UNET,
     SpaceToDepthControlNet,
@@ -27,6 +28,7 @@ from .nets.pattennet import (
 __all__ = [
     "CLASSIFIER_NAMES",
     "NEOGEN_AUTOENCODER",
+    "NEOGEN_BLOCK_SIZE",
     "NEOGEN_DIFFUSION_UNET",
     "ChannelAttention",
     "DualAttentionBlock",
@@ -40,11 +42,13 @@ __all__ = [
     "SwinClassifier",
     "autoencoder_downsampling",
     "controlnet_condition_channels",
+    "fold_blocks",
     "get_classifier",
     "neogen_autoencoder",
     "neogen_controlnet",
     "neogen_diffusion_unet",
     "region_fractions",
     "region_means",
+    "unfold_blocks",
     "upsample_attention_map",
 ]

@@ -1,7 +1,6 @@
 """Where PattenNet's reading of the imaging signs is lost: in the autoencoder's latent, or in learning from it.
 
-    python bundles/neocls/scripts/latent_readability.py --out output/neocls_size --train_cases 1000 --heldout 144 \\
-        --override staging/neocls_folded_autoencoder.json
+    python bundles/neocls/scripts/latent_readability.py --out output/neocls_size --train_cases 1000 --heldout 144
 
 Uses ``training_size.py``'s cohorts under ``--out`` (made there if missing: training seed 0,
 held-out ``--heldout_seed``; ground-truth TLCR patches) and the autoencoder and latent cache of

@@ -15,6 +15,12 @@ number of epochs, and the last epoch's weights are scored on each held-out cohor
 scored on the cohorts it has no scores for). The sign reader (``neonet_ext.data.synthetic.sign_reader_auc``) is
 fit on the same training patients' exact imaging signs and scored on the held-out ones.
 
+With ``--synthetic_ratio r`` each size trains on real + synthetic patches as ``train.json`` mixes them:
+NeoGen (``--neogen_models``, its ``inference.json`` with ``--neogen_override`` layered) generates the
+``round(r x (n_negative - n_positive))`` PNI+ patches from the masks of that size's training-split PNI+
+patients into ``OUT/n<n>/synthetic/`` (kept and reused when it holds enough), so nothing of a validation or
+held-out patient reaches training.
+
 Writes ``OUT/results.csv`` and ``OUT/results.md`` (a row per size and held-out cohort: PattenNet AUC
 with its bootstrap 95% CI, the reader's AUC, the oracle, the ratios, minutes) and
 ``OUT/learning_curve.png`` (on the first held-out cohort); extra arguments after ``--`` go to
@@ -34,7 +40,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from neonet_ext.data import load_patch_datalist, patches_with_tumour, split_cases, write_patch_datalist
+from neonet_ext.data import load_patch_datalist, patches_with_tumour, split_cases, synthetic_needed, write_patch_datalist
 from neonet_ext.data.synthetic import scoring_cohort_config, sign_reader_auc, write_cohort_once
 from neonet_ext.engines import latest_checkpoint
 from neonet_ext.roc import roc_auc
@@ -45,6 +51,7 @@ from neonet_ext.visualize import save_learning_curve
 
 BUNDLE = Path(__file__).resolve().parents[1]
 NEOSEG = BUNDLE.parent / "neoseg"
+NEOGEN = BUNDLE.parent / "neogen"
 
 
 def cohort_patches(folder: Path, cases: int, seed: int) -> tuple[Path, pd.DataFrame]:
@@ -65,6 +72,24 @@ def run_bundle(config_files: list[str], overrides: list[str], log: Path) -> None
         result = subprocess.run(bundle_run_command(config_files, *overrides), stdout=f, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise RuntimeError(f"bundle run failed (exit {result.returncode}): see {log}")
+
+
+def synthetic_positives(run: Path, train_split: list[dict], ratio: float, neogen_models: str,
+                        neogen_layers: list[str]) -> Path:
+    """NeoGen's PNI+ patches for ``train.json``'s ``--synthetic_ratio ratio`` on ``train_split``, generated from the
+    masks of its PNI+ patients into ``run/synthetic/`` unless a datalist there already holds enough."""
+    needed = synthetic_needed(sum(item["pni"] == 0 for item in train_split), sum(item["pni"] == 1 for item in train_split),
+                              ratio)
+    folder = run / "synthetic"
+    datalist = folder / "synthetic_patches.json"
+    if datalist.is_file() and sum(item["pni"] == 1 for item in load_patch_datalist(datalist, required_keys=["patch", "pni"])) >= needed:
+        return datalist
+    positives = write_patch_datalist([item for item in train_split if item["pni"] == 1], run / "train_positives.json")
+    print(f"== generating {needed} synthetic PNI+ patches with NeoGen ({neogen_models}) -> {folder}", flush=True)
+    run_bundle([str(NEOGEN / "configs" / "inference.json"), *neogen_layers],
+               ["--datalist_file", str(positives), "--ckpt_dir", neogen_models, "--class_index", "1",
+                "--num_samples", str(needed), "--seed", "0", "--output_dir", str(folder)], run / "synthetic.log")
+    return datalist
 
 
 DEFAULT_HELDOUT_SEED = 2001
@@ -95,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learning_rate", type=float, default=0.001)
     parser.add_argument("--override", help="a config file layered on train.json for training and evaluation alike "
                                            "(e.g. other network widths)")
+    parser.add_argument("--synthetic_ratio", type=float, default=0.0,
+                        help="train on real + NeoGen PNI+ patches at this ratio (train.json's --synthetic_ratio)")
+    parser.add_argument("--neogen_models", default=str(NEOGEN / "models"), help="NeoGen's weights for --synthetic_ratio")
+    parser.add_argument("--neogen_override", nargs="+", default=[], help="config files layered on NeoGen's inference.json")
     args, extra = parser.parse_known_args(argv)
     if len(args.heldout) != len(args.heldout_seed):
         parser.error(f"--heldout gives {len(args.heldout)} cohort sizes but --heldout_seed {len(args.heldout_seed)} seeds")
@@ -124,10 +153,16 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         checkpoints = run / "runs" / "checkpoints"
         if not (checkpoints / f"checkpoint_epoch={args.epochs}.pt").is_file():  # else trained by an earlier call
+            synthetic = []
+            if args.synthetic_ratio > 0:
+                synthetic_file = synthetic_positives(run, train_split, args.synthetic_ratio, args.neogen_models,
+                                                     args.neogen_override)
+                synthetic = ["--synthetic_datalist_file", str(synthetic_file), "--synthetic_ratio", str(args.synthetic_ratio)]
             print(f"== n={n}: training PattenNet for {args.epochs} epochs on {len(train_split)} patients", flush=True)
             run_bundle([str(BUNDLE / "configs" / "train.json"), *layers],
                        ["--datalist_file", str(datalist), "--output_dir", str(run / "runs"), "--ckpt_dir", str(run / "models"),
-                        "--epochs", str(args.epochs), "--learning_rate", str(args.learning_rate), "--resume", "False", *extra],
+                        "--epochs", str(args.epochs), "--learning_rate", str(args.learning_rate), "--resume", "False",
+                        *synthetic, *extra],
                        run / "train.log")
         for seed, suffix, test_file, test_items, test_latents, oracle in heldout:  # scored where not yet
             evaluation = run / f"eval{suffix}"
@@ -137,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                             "--checkpoint", latest_checkpoint(str(checkpoints)), *extra], run / f"eval{suffix}.log")
             metrics = json.loads((evaluation / "metrics.json").read_text())
             reader = sign_reader_auc(train_latents.loc[[item["case_id"] for item in train_split]], test_latents)
-            rows.append({"n_patients": n, "n_train": len(train_split), "heldout_seed": seed, "n_heldout": len(test_items),
+            rows.append({"n_patients": n, "n_train": len(train_split), "synthetic_ratio": args.synthetic_ratio, "heldout_seed": seed, "n_heldout": len(test_items),
                          "pattennet_auc": metrics["roc_auc"], "ci95_low": metrics["roc_auc_ci95_low"],
                          "ci95_high": metrics["roc_auc_ci95_high"], "sign_reader_auc": reader, "oracle_auc": oracle,
                          "auc_over_oracle": metrics["roc_auc"] / oracle, "auc_over_sign_reader": metrics["roc_auc"] / reader,

@@ -11,32 +11,39 @@ from typing import Any
 
 import torch
 from monai.networks.nets import AutoencoderKL
-from monai.networks.utils import pixelshuffle, pixelunshuffle
 from torch import nn
 
-__all__ = ["NEOGEN_AUTOENCODER", "SpaceToDepthAutoencoderKL", "autoencoder_downsampling", "neogen_autoencoder"]
+from ..blocks.space_to_depth import fold_blocks, unfold_blocks
 
-#: Arguments of MONAI's ``AutoencoderKL`` for NeoGen: 1-channel TLCR crops, 4x down-sampling to a 4-channel latent.
+__all__ = ["NEOGEN_AUTOENCODER", "NEOGEN_BLOCK_SIZE", "SpaceToDepthAutoencoderKL", "autoencoder_downsampling", "neogen_autoencoder"]
+
+#: Arguments of MONAI's ``AutoencoderKL`` for NeoGen: 1-channel TLCR crops, one level of 64 channels on the grid of
+#: 2x2x2 blocks (:data:`NEOGEN_BLOCK_SIZE`) down to an 8-channel latent, one value per block.
 NEOGEN_AUTOENCODER: dict[str, Any] = {
     "spatial_dims": 3,
     "in_channels": 1,
     "out_channels": 1,
-    "channels": (32, 64, 64),
-    "latent_channels": 4,
+    "channels": (64,),
+    "latent_channels": 8,
     "num_res_blocks": 1,
     "norm_num_groups": 16,
-    "attention_levels": (False, False, False),
+    "attention_levels": (False,),
     "with_encoder_nonlocal_attn": False,
     "with_decoder_nonlocal_attn": False,
 }
 
 
-def neogen_autoencoder(block_size: int = 1, **overrides: Any) -> AutoencoderKL:
+#: Side of the voxel blocks NeoGen's autoencoder folds into channels before its first convolution (NeoGen docs,
+#: "blocks folded into channels"); the diffusion UNet folds its latent's blocks by the same side.
+NEOGEN_BLOCK_SIZE = 2
+
+
+def neogen_autoencoder(block_size: int = NEOGEN_BLOCK_SIZE, **overrides: Any) -> AutoencoderKL:
     """NeoGen's ``AutoencoderKL`` (:data:`NEOGEN_AUTOENCODER`), with any of its arguments overridden.
 
     Args:
         block_size: above 1, a :class:`SpaceToDepthAutoencoderKL` that folds blocks of this side into
-            channels before its first convolution.
+            channels before its first convolution; 1, a plain ``AutoencoderKL``.
         overrides: ``AutoencoderKL`` arguments replacing NeoGen's, e.g. ``channels=(8, 8, 8), norm_num_groups=4``.
             ``attention_levels`` follows the number of levels unless given.
     """
@@ -58,7 +65,7 @@ class _SpaceToDepthEncoder(nn.Module):
         self.channels = encoder.channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(pixelunshuffle(x, self.spatial_dims, self.block_size))
+        return self.blocks(fold_blocks(x, self.spatial_dims, self.block_size))
 
 
 class _DepthToSpaceDecoder(nn.Module):
@@ -70,7 +77,7 @@ class _DepthToSpaceDecoder(nn.Module):
         self.spatial_dims, self.block_size = spatial_dims, block_size
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return pixelshuffle(self.blocks(z), self.spatial_dims, self.block_size)
+        return unfold_blocks(self.blocks(z), self.spatial_dims, self.block_size)
 
 
 class SpaceToDepthAutoencoderKL(AutoencoderKL):

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 from monai.networks.nets import AutoencoderKL, ControlNet, DiffusionModelUNet
-from monai.networks.utils import pixelshuffle, pixelunshuffle
 
-from .neogen_autoencoder import autoencoder_downsampling
+from ..blocks.space_to_depth import fold_blocks, unfold_blocks
+from .neogen_autoencoder import NEOGEN_BLOCK_SIZE, autoencoder_downsampling
 
 __all__ = [
     "NEOGEN_DIFFUSION_UNET",
@@ -39,7 +39,7 @@ NEOGEN_DIFFUSION_UNET: dict[str, Any] = {
 }
 
 
-def neogen_diffusion_unet(latent_channels: int, num_classes: int, block_size: int = 1, **overrides: Any) -> DiffusionModelUNet:
+def neogen_diffusion_unet(latent_channels: int, num_classes: int, block_size: int = NEOGEN_BLOCK_SIZE, **overrides: Any) -> DiffusionModelUNet:
     """NeoGen's class-conditioned diffusion UNet (:data:`NEOGEN_DIFFUSION_UNET`) on latents of
     ``latent_channels`` channels, conditioned on a one-hot class of ``num_classes`` by cross-attention.
 
@@ -107,10 +107,10 @@ class SpaceToDepthDiffusionUNet(DiffusionModelUNet):
                 class_labels: torch.Tensor | None = None,
                 down_block_additional_residuals: tuple[torch.Tensor] | None = None,
                 mid_block_additional_residual: torch.Tensor | None = None) -> torch.Tensor:
-        folded = pixelunshuffle(x, self.spatial_dims, self.block_size)
+        folded = fold_blocks(x, self.spatial_dims, self.block_size)
         output = super().forward(folded, timesteps, context, class_labels, down_block_additional_residuals,
                                  mid_block_additional_residual)
-        return pixelshuffle(output, self.spatial_dims, self.block_size)
+        return unfold_blocks(output, self.spatial_dims, self.block_size)
 
 
 class SpaceToDepthControlNet(ControlNet):
@@ -130,7 +130,7 @@ class SpaceToDepthControlNet(ControlNet):
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, controlnet_cond: torch.Tensor,
                 conditioning_scale: float = 1.0, context: torch.Tensor | None = None,
                 class_labels: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
-        folded = pixelunshuffle(x, self.spatial_dims, self.block_size)
+        folded = fold_blocks(x, self.spatial_dims, self.block_size)
         return super().forward(folded, timesteps, controlnet_cond, conditioning_scale, context, class_labels)
 
 

@@ -158,8 +158,9 @@ class PattenNet(nn.Module):
 
     Each channel of a TLCR patch (channel 0: image inside liver + tumour, channel 1: image inside tumour) is
     encoded by the same frozen AutoencoderKL encoder into its mean latent; the latents are stacked on the
-    channel axis, refined by ``num_blocks`` stages of (3x3x3 conv + norm + act, Dual Attention Block), globally
-    average-pooled and classified by a dropout + linear head.
+    channel axis, refined by ``num_blocks`` stages of (3x3x3 conv + norm + act, Dual Attention Block), pooled
+    (by default over the tumour, its rim and the liver beyond, ``pooling="regions"``) and classified by a
+    dropout + linear head.
 
     Args:
         autoencoder: the NeoGen autoencoder (``in_channels=1``); only its encoding path is kept, frozen.
@@ -175,7 +176,8 @@ class PattenNet(nn.Module):
             (global mean and maximum concatenated, so that a small, strong response is not averaged away)
             or ``"regions"``: means over the tumour, the liver rim around it and the liver beyond it, the
             rim-minus-far and tumour-minus-far contrasts, and the log tumour size (see
-            :func:`region_fractions`), so that the halo's contrast is not averaged into the rest.
+            :func:`region_fractions`), so that the halo's contrast is not averaged into the rest (the default;
+            the NeoCls docs compare it with ``"avg"`` on held-out patients).
         region_rim: with ``"regions"``, voxels of the last stage's grid around the tumour read as its rim.
         region_far: with ``"regions"``, voxels of the last stage's grid from the tumour where the far liver begins.
         reduction: reduction ratio of the channel-attention MLP.
@@ -206,7 +208,7 @@ class PattenNet(nn.Module):
         num_blocks: int = 2,
         features: int | Sequence[int] = 32,
         strides: int | Sequence[int] = 1,
-        pooling: str = "avg",
+        pooling: str = "regions",
         region_rim: int = 1,
         region_far: int = 3,
         reduction: int = 16,
@@ -215,7 +217,7 @@ class PattenNet(nn.Module):
         use_spatial_attention: bool = True,
         act: str | tuple = "relu",
         norm: str | tuple = "batch",
-        dropout: float = 0.2,
+        dropout: float = 0.5,
         spatial_dims: int = 3,
     ) -> None:
         super().__init__()
