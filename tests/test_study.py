@@ -272,7 +272,7 @@ def test_the_paper_profile_runs_end_to_end_at_a_smoke_budget(tmp_path):
     assert patch.shape == (*paper.patch_size, 2)
     autoencoder = torch.load(tmp_path / "folds" / "fold0" / "neogen" / "models" / "model_autoencoder.pt", map_location="cpu",
                              weights_only=True)
-    assert autoencoder["encoder.blocks.0.conv.weight"].shape[0] == NEOGEN_AUTOENCODER["channels"][0]
+    assert autoencoder["encoder.blocks.blocks.0.conv.weight"].shape[0] == NEOGEN_AUTOENCODER["channels"][0]
 
 
 def test_bad_cohorts_are_refused_with_a_clear_error(tmp_path):

@@ -70,11 +70,15 @@ def neocls_config(override: str | None, output_dir: Path, pairs: dict[str, objec
     return parser
 
 
-def view_latents(cache, items: list[dict], views: int) -> torch.Tensor:
-    """Posterior means of the first ``views`` cached views of each item: (N, views, C * L, x, y, z), float16."""
-    entries = cache(items, num_views=views)
-    return torch.stack([torch.stack([torch.load(p, map_location="cpu", weights_only=True)["mu"].half()
-                                     for p in entry["latent"]]) for entry in entries])
+def view_latents(cache, items: list[dict], views: int, with_regions: bool = False) -> torch.Tensor:
+    """Posterior means of the first ``views`` cached views of each item: (N, views, C * L, x, y, z), float16; with
+    ``with_regions`` each view's 2 region fractions follow its latent (C * L + 2 channels), as PattenNet's region
+    pooling reads them."""
+    def view(path: str) -> torch.Tensor:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.cat([entry["mu"], entry["regions"]]).half() if with_regions else entry["mu"].half()
+
+    return torch.stack([torch.stack([view(p) for p in entry["latent"]]) for entry in cache(items, num_views=views)])
 
 
 def feature_survival(autoencoder, cache, items: list[dict], signs: pd.DataFrame) -> list[dict]:
@@ -110,8 +114,10 @@ def sign_regression(parser: ConfigParser, cache, train: list[dict], test: list[d
     x_train, x_test = sign_matrix(train_signs), sign_matrix(test_signs)
     mean, std = x_train.mean(0), x_train.std(0) + 1e-8
     targets = torch.as_tensor((x_train - mean) / std, dtype=torch.float32)
-    z_train, z_test = view_latents(cache, train, views), view_latents(cache, test, 1)[:, 0]
-    head = PattenNetFromLatents(parser.get_parsed_content("network_def"))
+    network = parser.get_parsed_content("network_def")
+    regions = network.pooling == "regions"
+    z_train, z_test = view_latents(cache, train, views, regions), view_latents(cache, test, 1, regions)[:, 0]
+    head = PattenNetFromLatents(network)
     optimizer = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], learning_rate, weight_decay=1e-2)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
     reader = sign_reader(train_signs)
