@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
+from neonet_ext.engines import latest_checkpoint
 from neonet_ext.utils.io import atomic_write
 
 out = Path(sys.argv[1])
-state = torch.load(out / "n1000" / "runs" / "checkpoints" / "checkpoint_epoch=16.pt", map_location="cpu", weights_only=True)
+state = torch.load(latest_checkpoint(str(out / "n1000" / "runs" / "checkpoints")), map_location="cpu", weights_only=True)
 atomic_write(out / "model.pt", lambda tmp: torch.save(state["model"], tmp))
 print(f"== {out / 'model.pt'}")
 EOF
