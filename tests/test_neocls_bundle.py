@@ -279,7 +279,9 @@ def test_training_size_script_compares_pattennet_with_the_sign_reader_per_size(a
     with (tmp_path / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["n_patients"]) for r in rows] == [8, 10]
+    training_minutes = {r["n_patients"]: r["training_minutes"] for r in rows}
     for row in rows:
+        assert float(row["training_minutes"]) >= 0
         assert int(row["n_heldout"]) == 6 and int(row["n_train"]) < int(row["n_patients"])
         auc, reader, oracle = float(row["pattennet_auc"]), float(row["sign_reader_auc"]), float(row["oracle_auc"])
         assert 0 <= auc <= 1 and 0 <= reader <= 1 and float(row["auc_over_oracle"]) == pytest.approx(auc / oracle)
@@ -321,6 +323,7 @@ def test_training_size_script_compares_pattennet_with_the_sign_reader_per_size(a
         rows = list(csv.DictReader(f))
     assert [(int(r["n_patients"]), int(r["heldout_seed"]), int(r["n_heldout"])) for r in rows] == [
         (8, 2001, 6), (8, 2002, 6), (10, 2001, 6), (10, 2002, 6)]
+    assert all(r["training_minutes"] == training_minutes[r["n_patients"]] for r in rows)  # the training's, not the scoring's
     assert (tmp_path / "n10" / "eval_2002" / "predictions.csv").is_file()
 
 

@@ -52,6 +52,7 @@ from neonet_ext.engines.checkpoints import load_weights
 from neonet_ext.networks import PattenNetFromLatents, region_means
 from neonet_ext.roc import roc_auc
 from neonet_ext.study.patch_grid import FEATURE_SIGNS, patch_features
+from neonet_ext.transforms import LoadLatentd
 from neonet_ext.utils.io import atomic_write
 from neonet_ext.utils.tables import write_csv
 from training_size import DEFAULT_HELDOUT_SEED, cohort_patches, heldout_suffix  # this folder is on sys.path when the script runs
@@ -74,11 +75,13 @@ def view_latents(cache, items: list[dict], views: int, with_regions: bool = Fals
     """Posterior means of the first ``views`` cached views of each item: (N, views, C * L, x, y, z), float16; with
     ``with_regions`` each view's 2 region fractions follow its latent (C * L + 2 channels), as PattenNet's region
     pooling reads them."""
-    def view(path: str) -> torch.Tensor:
-        entry = torch.load(path, map_location="cpu", weights_only=True)
-        return torch.cat([entry["mu"], entry["regions"]]).half() if with_regions else entry["mu"].half()
-
-    return torch.stack([torch.stack([view(p) for p in entry["latent"]]) for entry in cache(items, num_views=views)])
+    load = LoadLatentd("latent", with_sigma=False, with_regions=with_regions, dtype=torch.float16)
+    latents = []
+    for entry in cache(items, num_views=views):
+        read = load(entry)
+        latents.append(torch.cat([read["latent_mu"], read["latent_regions"]], dim=1) if with_regions
+                       else read["latent_mu"])
+    return torch.stack(latents)
 
 
 def feature_survival(autoencoder, cache, items: list[dict], signs: pd.DataFrame) -> list[dict]:

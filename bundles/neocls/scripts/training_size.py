@@ -22,7 +22,7 @@ patients into ``OUT/n<n>/synthetic/`` (kept and reused when it holds enough), so
 held-out patient reaches training.
 
 Writes ``OUT/results.csv`` and ``OUT/results.md`` (a row per size and held-out cohort: PattenNet AUC
-with its bootstrap 95% CI, the reader's AUC, the oracle, the ratios, minutes) and
+with its bootstrap 95% CI, the reader's AUC, the oracle, the ratios, the training's wall minutes) and
 ``OUT/learning_curve.png`` (on the first held-out cohort); extra arguments after ``--`` go to
 the training and evaluation runs alike, so that both build the same network (e.g.
 ``-- --batch_size 4 --network_def#strides "[2,2]"``).
@@ -150,20 +150,23 @@ def main(argv: list[str] | None = None) -> int:
         write_patch_datalist(all_train[:n], datalist)
         # the bundle's own split: the reader learns from the same patients PattenNet trains on
         train_split, _ = split_cases(patches_with_tumour(all_train[:n]), 0.2, seed=0, stratify_by="pni")
-        start = time.perf_counter()
         checkpoints = run / "runs" / "checkpoints"
+        timing = run / "training_minutes.json"
         if not (checkpoints / f"checkpoint_epoch={args.epochs}.pt").is_file():  # else trained by an earlier call
             synthetic = []
             if args.synthetic_ratio > 0:
                 synthetic_file = synthetic_positives(run, train_split, args.synthetic_ratio, args.neogen_models,
                                                      args.neogen_override)
                 synthetic = ["--synthetic_datalist_file", str(synthetic_file), "--synthetic_ratio", str(args.synthetic_ratio)]
+            start = time.perf_counter()
             print(f"== n={n}: training PattenNet for {args.epochs} epochs on {len(train_split)} patients", flush=True)
             run_bundle([str(BUNDLE / "configs" / "train.json"), *layers],
                        ["--datalist_file", str(datalist), "--output_dir", str(run / "runs"), "--ckpt_dir", str(run / "models"),
                         "--epochs", str(args.epochs), "--learning_rate", str(args.learning_rate), "--resume", "False",
                         *synthetic, *extra],
                        run / "train.log")
+            atomic_write(timing, lambda tmp: tmp.write_text(json.dumps({"minutes": round((time.perf_counter() - start) / 60, 2)})))
+        training_minutes = json.loads(timing.read_text())["minutes"] if timing.is_file() else None  # None: trained before it was timed
         for seed, suffix, test_file, test_items, test_latents, oracle in heldout:  # scored where not yet
             evaluation = run / f"eval{suffix}"
             if not (evaluation / "metrics.json").is_file():
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                          "pattennet_auc": metrics["roc_auc"], "ci95_low": metrics["roc_auc_ci95_low"],
                          "ci95_high": metrics["roc_auc_ci95_high"], "sign_reader_auc": reader, "oracle_auc": oracle,
                          "auc_over_oracle": metrics["roc_auc"] / oracle, "auc_over_sign_reader": metrics["roc_auc"] / reader,
-                         "minutes": round((time.perf_counter() - start) / 60, 1)})
+                         "training_minutes": training_minutes})
             print(f"== n={n}, held-out seed {seed}: PattenNet AUC {metrics['roc_auc']:.3f}, sign reader {reader:.3f}, "
                   f"oracle {oracle:.3f}", flush=True)
 
