@@ -128,6 +128,29 @@ def test_training_can_start_from_the_shipped_weights(cohort, tmp_path):
         torch.testing.assert_close(trained["model"][key], value, msg=key)
 
 
+@pytest.mark.slow
+def test_cpu_finetune_script_trains_the_shipped_weights_on_the_first_cases_of_its_cohort(tmp_path):
+    import subprocess
+    import sys
+
+    # the script calls `python`, as a user's activated environment gives it
+    env = {**os.environ, "COHORT_CASES": "5", "CASES": "4", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", str(BUNDLE / "scripts" / "finetune_cpu.sh"), str(tmp_path), "--patch_size", "[32,32,16]",
+         "--cache_rate", "0", "--time_limit", "1"],  # stops at the end of the first epoch
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Started model from the weights in bundles/neoseg/models/model.pt" in result.stdout + result.stderr
+    cohort = json.loads((tmp_path / "cohort" / "dataset.json").read_text())
+    used = json.loads((tmp_path / "cohort" / "dataset_first4.json").read_text())
+    assert len(cohort["training"]) == 5 and used["training"] == cohort["training"][:4]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["checkpoint_epoch=1.pt"]
+    shipped = torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True)
+    tuned = torch.load(tmp_path / "run" / "checkpoints" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)["model"]
+    assert tuned.keys() == shipped.keys() and any(not torch.equal(tuned[k], shipped[k]) for k in shipped)
+
+
 def test_training_logs_to_a_local_mlflow_store(cohort, tmp_path):
     import mlflow  # the 'tracking' extra, part of the test install
 
