@@ -16,11 +16,13 @@ cohort="$out/cohort"
 python - "$cohort" "$cases" <<'PY'
 import json, sys
 from pathlib import Path
+from neonet_ext.utils.io import atomic_write
 cohort, cases = Path(sys.argv[1]), int(sys.argv[2])
 dataset = json.loads((cohort / "dataset.json").read_text())
 dataset["training"] = dataset["training"][:cases]
 dataset["numTraining"] = cases
-(cohort / f"dataset_first{cases}.json").write_text(json.dumps(dataset, indent=1))
+text = json.dumps(dataset, indent=1)
+atomic_write(cohort / f"dataset_first{cases}.json", lambda tmp: tmp.write_text(text))
 PY
 python -m monai.bundle run --config_file bundles/neoseg/configs/train.json \
     --dataset_dir "$cohort" --datalist_file "$cohort/dataset_first$cases.json" --val_fraction 0.05 \
