@@ -329,7 +329,7 @@ def test_every_baseline_has_its_override_file_and_cells_need_no_expressions(tmp_
         assert task.command_line().count("--config_file") == 1
 
 
-@pytest.mark.parametrize("profile_name", ["tiny", "quick", "paper"])
+@pytest.mark.parametrize("profile_name", ["tiny", "quick", "learning", "paper"])
 def test_every_run_of_a_profile_parses_and_builds_its_networks(tmp_path, profile_name):
     """The profiles' overrides name real config ids: each NeoGen stage and each kind of cell builds its network
     (the paper profile is meant for a GPU, so this is what a CPU can check of it), and each PattenNet ablation

@@ -71,6 +71,13 @@ def test_profiles_and_the_grid():
     cells = plan_cells(quick.folds, quick.models, quick.ratios, quick.ablations, quick.ablation_ratio)
     assert len(cells) == 5 * (14 * 5 + 5)  # table 2's full PattenNet is table 1's cell at 100 %
     assert len({c.name for c in cells}) == len(cells)
+    learning = load_profile("learning")  # quick's grid and networks on a larger, unseen cohort, 4x the updates
+    assert set(learning.models) == set(quick.models) and tuple(learning.ablations) == ABLATIONS
+    assert learning.cohort["cases"] >= 300 and learning.cohort["seed"] != 0  # seed 0 trains the shipped weights
+    assert tuple(learning.patch_size) == tuple(quick.patch_size) and learning.autoencoder == quick.autoencoder
+    updates = {name: p.classifier["epochs"] * p.classifier["train#trainer#epoch_length"]
+               for name, p in (("quick", quick), ("learning", learning))}
+    assert updates == {"quick": 16, "learning": 64}
     paper = load_profile("paper")
     assert paper.cohort["cases"] == 128 and tuple(paper.patch_size) == (64, 64, 32)
     with pytest.raises(FileNotFoundError, match="built-in ones are"):
