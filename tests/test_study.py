@@ -168,6 +168,10 @@ def test_folds_only_writes_the_cohort_references_the_report_quotes(study):
     assert f"sign reader (mean over the folds) AUC {references['sign_reader_auc']:.3f}" in result.stdout
     assert f"reaches {references['sign_reader_auc']:.3f}" in (out / "summary.md").read_text()
     assert len(references["sign_reader_fold_aucs"]) == len(references["folds"]) == load_profile("tiny").folds
+    # the tumour-size reader needs no synthetic latents: the ground-truth patches carry their tumour volumes
+    assert f"tumour-size reader (mean over the folds) AUC {references['size_reader_auc']:.3f}" in result.stdout
+    assert len(references["size_reader_fold_aucs"]) == len(references["folds"])
+    assert f"| *reference: tumour-size reader* | {references['size_reader_auc']:.3f} |" in (out / "auc_table.md").read_text()
     assert sum(fold["n_test"] for fold in references["folds"]) == references["n_cases"]
     # the tiny cohort's oracle: its latent PNI risk ranks 3 of every 4 (PNI+, PNI-) pairs right
     assert references["oracle_auc"] == pytest.approx(0.75) and references == written_by_the_run

@@ -134,6 +134,39 @@ def test_report_says_reproduced_where_the_scores_show_it(tmp_path):
     assert paths["roc_curves.png"].stat().st_size > 10_000
 
 
+def test_report_puts_every_cell_beside_the_reference_readers(tmp_path):
+    profile = dataclasses.replace(load_profile("tiny"), models=("densenet121", PATTENNET), ratios=(0.0, 1.0), ablations=(),
+                                  folds=2, bootstrap_resamples=50)
+    rows = _rows(profile, {(PATTENNET, "full", 0.0): 1.0, ("densenet121", "full", 1.0): 3.0})
+    cohort = {"n_cases": 32, "n_pni_positive": 12, "synthetic": True, "path": str(tmp_path),
+              "sign_reader_auc": 0.8, "size_reader_auc": 0.64}
+    paths = write_report(tmp_path, rows, profile, {"patch_source": "neoseg", "shared_generator": False}, cohort,
+                         log=lambda _: None)
+    table = paths["auc_table.md"].read_text()
+    assert "| *reference: sign reader (exact imaging signs)* | 0.800 | 0.800 |" in table
+    assert "| *reference: tumour-size reader* | 0.640 | 0.640 |" in table
+    pattennet_r = np.mean([r["auc"] for r in rows if r["model"] == PATTENNET and r["ratio"] == 0.0])
+    summary = paths["summary.md"].read_text()
+    assert f"- R: PattenNet {pattennet_r:.3f} = {pattennet_r / 0.8:.2f} x the sign reader (exact imaging signs), " \
+           f"{pattennet_r / 0.64:.2f} x the tumour-size reader (the best model)." in summary
+    assert "- R+S 100%: PattenNet " in summary and "DenseNet-121" in summary.split("- R+S 100%:")[1]
+
+
+def test_the_tumour_size_reader_ranks_by_the_size_its_training_cases_tie_to_pni():
+    from neonet_ext.study.statistics import tumour_size_reader_auc
+
+    def items(volumes, labels):
+        return [{"tumour_volume_ml": v, "pni": y} for v, y in zip(volumes, labels)]
+
+    train = items([1, 2, 3, 20, 30, 40], [0, 0, 0, 1, 1, 1])
+    test = items([5, 50, 2, 10], [0, 1, 0, 1])
+    assert tumour_size_reader_auc(train, test) == 1.0
+    # the sign of the fit counts: where small tumours are the PNI+ ones, the same test cases rank the other way
+    assert tumour_size_reader_auc(items([1, 2, 3, 20, 30, 40], [1, 1, 1, 0, 0, 0]), test) == 0.0
+    assert np.isnan(tumour_size_reader_auc(train, items([5, 50], [1, 1])))
+    assert np.isnan(tumour_size_reader_auc(train, [{"pni": 0}, {"pni": 1, "tumour_volume_ml": 3.0}]))
+
+
 def test_report_marks_missing_cells_and_leaky_generators(tmp_path):
     profile = dataclasses.replace(load_profile("tiny"), bootstrap_resamples=100)
     rows = _rows(profile, {})

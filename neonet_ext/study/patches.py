@@ -45,6 +45,7 @@ def ground_truth_patches(datalist_file: str, output_dir: str, neoseg_bundle_root
     from monai.transforms import Compose
 
     from neonet_ext.data import datalist_from
+    from neonet_ext.engines import tumour_volume_ml
     from neonet_ext.transforms import TLCR_ROI_SIZE, TLCRd
 
     parser = ConfigParser()
@@ -68,7 +69,8 @@ def ground_truth_patches(datalist_file: str, output_dir: str, neoseg_bundle_root
             print(f"[{i + 1}/{len(cases)}] {name}: FAILED: {e}", flush=True)
             continue
         item = {k: v for k, v in case.items() if k not in ("image", "label")}
-        item.update(case_id=name, source_image=str(case["image"]), tumour_found=bool(data["patch_mask"][1].any()))
+        item.update(case_id=name, source_image=str(case["image"]), tumour_found=bool(data["patch_mask"][1].any()),
+                    tumour_volume_ml=tumour_volume_ml(data, seg_key="label"))
         for key, _, _ in _SAVED:
             data[key].meta["filename_or_obj"] = name
             savers[key](data[key])

@@ -134,13 +134,26 @@ def _cell_text(estimate: tuple[float, float, float]) -> str:
     return "—" if math.isnan(mean) else f"{mean:.3f} ({low:.2f}–{high:.2f})"
 
 
-def auc_table(results: StudyResults, models: Sequence[str], ratios: Sequence[float]) -> str:
-    """Table 1 in markdown: models x ratios, mean AUC (95% CI), with the seed's published rows."""
+#: the cohort summary's reference readers: key -> row name in Table 1 and the summary
+_REFERENCES = {"sign_reader_auc": "sign reader (exact imaging signs)", "size_reader_auc": "tumour-size reader"}
+
+
+def references(cohort: Mapping[str, Any]) -> dict[str, float]:
+    """The reference readers the cohort summary holds (mean fold AUC under the study's folds), by row name."""
+    return {name: float(cohort[key]) for key, name in _REFERENCES.items() if cohort.get(key) is not None}
+
+
+def auc_table(results: StudyResults, models: Sequence[str], ratios: Sequence[float],
+              reference_aucs: Mapping[str, float] | None = None) -> str:
+    """Table 1 in markdown: models x ratios, mean AUC (95% CI), with the reference readers (scored on the
+    same folds; they train on real patients only, so one value fills each row) and the seed's published rows."""
     header = "| model | " + " | ".join(ratio_label(r) for r in ratios) + " |\n|---|" + "---|" * len(ratios) + "\n"
     lines = [f"| {_name(m)} | " + " | ".join(_cell_text(results.estimate((m, "full", r))) for r in ratios) + " |"
              for m in models]
     means = [results.mean_over([(m, "full", r) for m in models]) for r in ratios]
     lines.append("| **mean over models** | " + " | ".join(_cell_text(m[:3]) for m in means) + " |")
+    for name, value in (reference_aucs or {}).items():
+        lines.append(f"| *reference: {name}* | " + " | ".join(_fmt(value) for _ in ratios) + " |")
     for model, values in SEED_AUC.items():
         if model in models:
             lines.append(f"| *seed: {_name(model)}* | " + " | ".join(_fmt(values.get(r, math.nan)) for r in ratios) + " |")
@@ -329,12 +342,34 @@ def summary_markdown(results: StudyResults, tests: Sequence[Mapping[str, Any]], 
                 lines.append("| two blocks are the best depth (0/1/2/3) | " + ", ".join(
                     f"{SEED_ABLATION_AUC[v]:.3f}" for v in blocks) + " | " + ", ".join(_fmt(est[v]) for v in blocks)
                     + f" | {'reproduced' if best_blocks == 'full' else 'not reproduced'} |")
+    lines += _beside_the_references(results, models, ratios, references(cohort))
     failed = [r for r in results.rows if r["error"]]
     lines += ["", f"Cells: {len(results.rows) - len(failed)} of {len(results.rows)} finished"
               + (f"; failed: {', '.join(sorted({r['model'] + ' fold ' + str(r['fold']) for r in failed})[:8])}" if failed else "") + ".",
               "'reproduced' means the same direction with p < 0.05 (paired patient bootstrap of the mean fold AUC); "
               "rankings are of point estimates. See auc_table.md, ablation_table.md and tests.md."]
     return "\n".join(lines) + "\n"
+
+
+def _beside_the_references(results: StudyResults, models: Sequence[str], ratios: Sequence[float],
+                           reference_aucs: Mapping[str, float]) -> list[str]:
+    """PattenNet and the best model of each end of the grid as fractions of each reference reader."""
+    if not reference_aucs or PATTENNET not in models:
+        return []
+    lines = ["", "Beside the reference readers (scored on the same test patients of the same folds; "
+             + "; ".join(f"{name} {_fmt(value)}" for name, value in reference_aucs.items()) + "):"]
+    for ratio in sorted({0.0, max(ratios)} & set(ratios)):
+        estimates = {m: results.estimate((m, "full", ratio))[0] for m in models}
+        measured = [m for m in models if not math.isnan(estimates[m])]
+        if PATTENNET not in measured:
+            continue
+        best = max(measured, key=estimates.get)
+        shown = [PATTENNET] + ([best] if best != PATTENNET else [])
+        lines.append(f"- {ratio_label(ratio)}: " + "; ".join(
+            f"{_name(m)} {_fmt(estimates[m])} = " + ", ".join(f"{estimates[m] / value:.2f} x the {name}"
+                                                              for name, value in reference_aucs.items())
+            + (" (the best model)" if m == best else "") for m in shown) + ".")
+    return lines
 
 
 def write_report(out_dir: Path, rows: Sequence[Mapping[str, Any]], profile: StudyProfile, settings: Mapping[str, Any],
@@ -351,7 +386,8 @@ def write_report(out_dir: Path, rows: Sequence[Mapping[str, Any]], profile: Stud
     _write_text(paths["predictions.csv"], scores_csv)
     note = (f"Mean AUC over {profile.folds} folds (95% CI, bootstrap over patients); profile `{profile.name}`, "
             f"patches from {settings['patch_source']}{leaky}.\n\n")
-    _write_text(paths["auc_table.md"], f"# Table 1: models x training data{leaky}\n\n" + note + auc_table(results, models, ratios))
+    _write_text(paths["auc_table.md"], f"# Table 1: models x training data{leaky}\n\n" + note
+                + auc_table(results, models, ratios, references(cohort)))
     if variants:
         _write_text(paths["ablation_table.md"], f"# Table 2: PattenNet ablation, {ratio_label(profile.ablation_ratio)}{leaky}\n\n"
                     + note + ablation_table(results, variants, profile.ablation_ratio))

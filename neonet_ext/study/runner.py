@@ -366,7 +366,8 @@ class Study:
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
         figures = [f"{summary['n_cases']} cases, {summary['n_pni_positive']} PNI+"]
         figures += [f"{name} AUC {summary[key]:.3f}" for key, name in
-                    (("oracle_auc", "oracle"), ("sign_reader_auc", "sign reader (mean over the folds)")) if key in summary]
+                    (("oracle_auc", "oracle"), ("sign_reader_auc", "sign reader (mean over the folds)"),
+                     ("size_reader_auc", "tumour-size reader (mean over the folds)")) if key in summary]
         self.log(f"== cohort: {'; '.join(figures)} -> {path}")
         return summary
 
@@ -448,7 +449,24 @@ class Study:
                             for fold in folds]
                 summary.update(sign_reader_auc=float(np.nanmean(per_fold)),
                                sign_reader_fold_aucs=[None if np.isnan(a) else a for a in per_fold])
+        if folds:
+            summary.update(self._size_reader(folds))
         return summary
+
+    @staticmethod
+    def _size_reader(folds: Sequence[dict]) -> dict[str, Any]:
+        """The tumour-size reader's AUC under the folds (see :func:`tumour_size_reader_auc`); nothing when the
+        patches carry no tumour volumes."""
+        import numpy as np
+
+        from neonet_ext.study.statistics import tumour_size_reader_auc
+
+        items = {item["case_id"]: item for item in folds[0]["all_items"]}
+        per_fold = [tumour_size_reader_auc([items[c] for c in fold["train_cases"]], [items[c] for c in fold["test_cases"]])
+                    for fold in folds]
+        if all(np.isnan(a) for a in per_fold):
+            return {}
+        return {"size_reader_auc": float(np.nanmean(per_fold)), "size_reader_fold_aucs": [None if np.isnan(a) else a for a in per_fold]}
 
     def collect(self, cells: Sequence[Cell], folds: Sequence[dict], results: dict[str, dict]) -> list[dict[str, Any]]:
         """One row per cell: its configuration, fold AUC, the per-patient scores and any error."""

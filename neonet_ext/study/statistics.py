@@ -22,6 +22,7 @@ __all__ = [
     "cross_validated_auc",
     "holm",
     "paired_bootstrap_test",
+    "tumour_size_reader_auc",
 ]
 
 #: One fold's held-out patients: case id -> (label, score).
@@ -107,3 +108,27 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(valid) - rank) * p[i]))
         adjusted[i] = running
     return adjusted.tolist()
+
+
+def tumour_size_reader_auc(train: Sequence[Mapping], test: Sequence[Mapping]) -> float:
+    """ROC AUC on ``test`` of a logistic regression of ``pni`` on the log tumour volume, fit on ``train``.
+
+    Both are patch datalist items with ``pni`` and ``tumour_volume_ml`` (the volume of the segmentation the
+    patches were cut from). A reference that needs no synthetic latents, so it exists for any cohort: a model
+    that scores near it may have learnt tumour size and nothing else. NaN when either side has one class only
+    or an item has no volume.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    def arrays(items: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray] | None:
+        volumes = [item.get("tumour_volume_ml") for item in items]
+        if any(v is None for v in volumes):
+            return None
+        labels = np.array([int(item["pni"]) for item in items])
+        return np.log(np.maximum(np.array(volumes, dtype=float), 1e-3))[:, None], labels
+
+    fit, scored = arrays(train), arrays(test)
+    if fit is None or scored is None or len(set(fit[1])) < 2 or len(set(scored[1])) < 2:
+        return float("nan")
+    reader = LogisticRegression().fit(*fit)
+    return roc_auc(scored[1], reader.predict_proba(scored[0])[:, 1])
