@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -14,3 +15,8 @@ def record_node(path: str, seconds: float = 1.0, fail: bool = False) -> None:
     if fail:
         raise RuntimeError("this task was asked to fail")
     Path(path).write_text(ray.get_runtime_context().get_node_id())
+
+
+def record_niceness(path: str) -> None:
+    """Write the niceness of the process this runs in to ``path``."""
+    Path(path).write_text(str(os.nice(0)))

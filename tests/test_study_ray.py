@@ -79,3 +79,13 @@ def test_an_address_without_a_cluster_is_refused_before_anything_starts(tmp_path
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: no Ray cluster at 127.0.0.1:") and len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_local_workers_run_at_the_priority_of_the_study(tmp_path, monkeypatch):
+    """Not at Ray's default niceness of 15, where any other job on the machine starves them."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    task = Task(name="niceness", workdir=str(tmp_path / "niceness"), function="ray_probe:record_niceness",
+                kwargs={"path": str(tmp_path / "niceness.txt")}, kind="cell")
+    results = run_tasks([task], workers=1, threads=1, tracking_uri=None, experiment_name="test", log=lambda _: None)
+    assert results["niceness"]["error"] == ""
+    assert int((tmp_path / "niceness.txt").read_text()) == os.nice(0)
