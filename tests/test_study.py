@@ -146,6 +146,10 @@ def test_the_report_and_the_mlflow_store(study):
     with (out / "results.csv").open() as f:
         auc = {Cell(int(r["fold"]), r["model"], float(r["ratio"]), r["variant"]).name: float(r["auc"])
                for r in csv.DictReader(f)}
+    # every cell's scores beside its test patients' tumour volumes (the ground-truth patches carry them)
+    with (out / "results.csv").open() as f:
+        correlations = [r["size_correlation"] for r in csv.DictReader(f)]
+    assert len(correlations) == 10 and all(-1 <= float(c) <= 1 for c in correlations), correlations
     for name, val_auc in zip(finished["tags.mlflow.runName"], finished["metrics.val_auc"]):
         assert val_auc == pytest.approx(auc[name], abs=5e-5), name  # results.csv has 4 decimals
     assert set(runs["tags.mlflow.runName"]) >= {"fold0-neogen-autoencoder", "fold1-neogen-controlnet"}

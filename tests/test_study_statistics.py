@@ -138,6 +138,8 @@ def test_report_puts_every_cell_beside_the_reference_readers(tmp_path):
     profile = dataclasses.replace(load_profile("tiny"), models=("densenet121", PATTENNET), ratios=(0.0, 1.0), ablations=(),
                                   folds=2, bootstrap_resamples=50)
     rows = _rows(profile, {(PATTENNET, "full", 0.0): 1.0, ("densenet121", "full", 1.0): 3.0})
+    for row, correlation in zip((r for r in rows if r["model"] == PATTENNET and r["ratio"] == 0.0), (0.8, 1.0)):
+        row["size_correlation"] = correlation
     cohort = {"n_cases": 32, "n_pni_positive": 12, "synthetic": True, "path": str(tmp_path),
               "sign_reader_auc": 0.8, "size_reader_auc": 0.64}
     paths = write_report(tmp_path, rows, profile, {"patch_source": "neoseg", "shared_generator": False}, cohort,
@@ -148,8 +150,21 @@ def test_report_puts_every_cell_beside_the_reference_readers(tmp_path):
     pattennet_r = np.mean([r["auc"] for r in rows if r["model"] == PATTENNET and r["ratio"] == 0.0])
     summary = paths["summary.md"].read_text()
     assert f"- R: PattenNet {pattennet_r:.3f} = {pattennet_r / 0.8:.2f} x the sign reader (exact imaging signs), " \
-           f"{pattennet_r / 0.64:.2f} x the tumour-size reader (the best model)." in summary
+           f"{pattennet_r / 0.64:.2f} x the tumour-size reader (the best model); its scores' rank correlation with " \
+           "the tumour volume 0.900 (mean over the folds)." in summary
+    assert [r.split(",")[6] for r in paths["results.csv"].read_text().splitlines()[:3]] == ["size_correlation", "", ""]
     assert "- R+S 100%: PattenNet " in summary and "DenseNet-121" in summary.split("- R+S 100%:")[1]
+
+
+def test_size_rank_correlation_of_a_cell_s_scores():
+    from neonet_ext.study.statistics import size_rank_correlation
+
+    scores = {"a": (0, 0.1), "b": (1, 0.5), "c": (1, 0.9)}
+    assert size_rank_correlation(scores, {"a": 1.0, "b": 4.0, "c": 30.0}) == pytest.approx(1.0)
+    assert size_rank_correlation(scores, {"a": 30.0, "b": 4.0, "c": 1.0}) == pytest.approx(-1.0)
+    assert size_rank_correlation(scores, {"a": 4.0, "b": 1.0, "c": 30.0}) == pytest.approx(0.5)
+    assert np.isnan(size_rank_correlation(scores, {"a": 1.0, "b": 4.0}))  # a case without a volume
+    assert np.isnan(size_rank_correlation({c: (0, 0.5) for c in "abc"}, {"a": 1.0, "b": 4.0, "c": 30.0}))
 
 
 def test_the_tumour_size_reader_ranks_by_the_size_its_training_cases_tie_to_pni():

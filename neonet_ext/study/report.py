@@ -34,7 +34,7 @@ from neonet_ext.utils.tables import csv_text, write_csv
 
 __all__ = ["StudyResults", "write_report"]
 
-_ROW_COLUMNS = ("fold", "model", "variant", "ratio", "ratio_label", "auc", "n_train_real", "n_train_synthetic", "n_test",
+_ROW_COLUMNS = ("fold", "model", "variant", "ratio", "ratio_label", "auc", "size_correlation", "n_train_real", "n_train_synthetic", "n_test",
                 "n_test_positive", "seconds", "profile", "patch_source", "leaky_generator", "seed", "error")
 _DISPLAY = {PATTENNET: "PattenNet", "swin-transformer": "SwinTransformer"}
 _VARIANTS = {"full": "PattenNet (2 DABs)", "channel_only": "channel attention only", "spatial_only": "spatial attention only",
@@ -119,7 +119,8 @@ def _results_csv(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     """The results table (one row per fold, model, variant and ratio) and the per-case scores, as CSV text;
     floats as Python writes them, AUCs with 4 decimals and probabilities with 6."""
     main = csv_text(_ROW_COLUMNS, ({**row, "ratio_label": ratio_label(row["ratio"]),
-                                    "auc": None if math.isnan(row["auc"]) else f"{row['auc']:.4f}"} for row in rows),
+                                    "auc": None if math.isnan(row["auc"]) else f"{row['auc']:.4f}",
+                                    "size_correlation": _optional(row.get("size_correlation"))} for row in rows),
                     float_format="{}")
     scores = csv_text(["fold", "model", "variant", "ratio", "case", "pni", "pni_probability"],
                       ({"fold": row["fold"], "model": row["model"], "variant": row["variant"], "ratio": row["ratio"],
@@ -127,6 +128,17 @@ def _results_csv(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
                        for row in rows for case, (label, p) in sorted(row["scores"].items())),
                       float_format="{}")
     return main, scores
+
+
+def _optional(value: float | None, digits: int = 3) -> str | None:
+    return None if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _mean_size_correlation(results: StudyResults, model: str, ratio: float) -> float:
+    values = [r.get("size_correlation") for r in results.rows
+              if (r["model"], r["variant"], r["ratio"]) == (model, "full", ratio) and not r["error"]]
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(values)) if values else math.nan
 
 
 def _cell_text(estimate: tuple[float, float, float]) -> str:
@@ -368,7 +380,10 @@ def _beside_the_references(results: StudyResults, models: Sequence[str], ratios:
         lines.append(f"- {ratio_label(ratio)}: " + "; ".join(
             f"{_name(m)} {_fmt(estimates[m])} = " + ", ".join(f"{estimates[m] / value:.2f} x the {name}"
                                                               for name, value in reference_aucs.items())
-            + (" (the best model)" if m == best else "") for m in shown) + ".")
+            + (" (the best model)" if m == best else "")
+            + (f"; its scores' rank correlation with the tumour volume {_fmt(rho)} (mean over the folds)"
+               if not math.isnan(rho := _mean_size_correlation(results, m, ratio)) else "")
+            for m in shown) + ".")
     return lines
 
 

@@ -38,6 +38,7 @@ from neonet_ext.data.splits import split_cases
 from neonet_ext.study.grid import PATTENNET, Cell, plan_cells
 from neonet_ext.study.profiles import StudyProfile
 from neonet_ext.study.scheduler import ray_session, run_tasks, task_threads
+from neonet_ext.study.statistics import size_rank_correlation
 from neonet_ext.study.tasks import Task
 from neonet_ext.utils.io import atomic_write
 
@@ -488,9 +489,10 @@ class Study:
                     n_synthetic = count_synthetic(workdir / TRAINING_ITEMS)
                 except (OSError, KeyError, ValueError) as e:
                     error = error or f"unreadable {TRAINING_ITEMS}: {e}"
+            volumes = {item["case_id"]: item.get("tumour_volume_ml") for item in fold.get("all_items", ())}
             rows.append({
                 "fold": cell.fold, "model": cell.model, "variant": cell.variant, "ratio": cell.ratio,
-                "auc": auc, "n_train_real": fold["n_train"],
+                "auc": auc, "size_correlation": size_rank_correlation(scores, volumes), "n_train_real": fold["n_train"],
                 # what the cell's training loaded, as it recorded it (None when it did not)
                 "n_train_synthetic": n_synthetic,
                 "n_test": fold["n_test"], "n_test_positive": fold["n_test_pos"],

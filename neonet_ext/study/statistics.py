@@ -22,6 +22,7 @@ __all__ = [
     "cross_validated_auc",
     "holm",
     "paired_bootstrap_test",
+    "size_rank_correlation",
     "tumour_size_reader_auc",
 ]
 
@@ -132,3 +133,21 @@ def tumour_size_reader_auc(train: Sequence[Mapping], test: Sequence[Mapping]) ->
         return float("nan")
     reader = LogisticRegression().fit(*fit)
     return roc_auc(scored[1], reader.predict_proba(scored[0])[:, 1])
+
+
+def size_rank_correlation(scores: FoldScores, volumes: Mapping[str, float | None]) -> float:
+    """Spearman correlation between a cell's held-out scores and its test patients' tumour volumes.
+
+    Near +1 or -1, the cell ranks its patients by tumour size and little else (-1: smaller tumours scored higher);
+    beside the tumour-size reader's AUC it shows whether a model learnt size or more. NaN with fewer than 3
+    scored cases, a case without a volume, or constant scores.
+    """
+    from scipy.stats import spearmanr
+
+    cases = sorted(scores)
+    if len(cases) < 3 or any(volumes.get(c) is None for c in cases):
+        return float("nan")
+    predicted = [scores[c][1] for c in cases]
+    if len(set(predicted)) < 2:
+        return float("nan")
+    return float(spearmanr(predicted, [volumes[c] for c in cases]).statistic)
