@@ -34,8 +34,9 @@ from neonet_ext.utils.tables import csv_text, write_csv
 
 __all__ = ["StudyResults", "write_report"]
 
-_ROW_COLUMNS = ("fold", "model", "variant", "ratio", "ratio_label", "auc", "size_correlation", "n_train_real", "n_train_synthetic", "n_test",
-                "n_test_positive", "seconds", "profile", "patch_source", "leaky_generator", "seed", "error")
+_ROW_COLUMNS = ("fold", "model", "variant", "ratio", "ratio_label", "auc", "size_correlation", "n_train_real",
+                "n_train_synthetic", "n_test", "n_test_positive", "seconds", "profile", "patch_source", "leaky_generator",
+                "seed", "error")
 _DISPLAY = {PATTENNET: "PattenNet", "swin-transformer": "SwinTransformer"}
 _VARIANTS = {"full": "PattenNet (2 DABs)", "channel_only": "channel attention only", "spatial_only": "spatial attention only",
              "blocks_0": "0 blocks (LDM encoder)", "blocks_1": "1 block", "blocks_3": "3 blocks"}

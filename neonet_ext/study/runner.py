@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +64,14 @@ def count_synthetic(training_items: Path) -> int | None:
     if not training_items.is_file():
         return None
     return sum(bool(item.get("synthetic")) for item in json.loads(training_items.read_text())["training"])
+
+
+def _reader_figures(name: str, per_fold: Sequence[float]) -> dict[str, Any]:
+    """A reference reader's ``<name>_auc`` (mean over the folds) and ``<name>_fold_aucs`` (None where a fold
+    could not be scored) for ``cohort_summary.json``."""
+    import numpy as np
+
+    return {f"{name}_auc": float(np.nanmean(per_fold)), f"{name}_fold_aucs": [None if math.isnan(a) else a for a in per_fold]}
 
 
 class Study:
@@ -436,7 +445,6 @@ class Study:
                                    "path": str(datalist_file.parent), "synthetic": False}
         table = datalist_file.parent / "cohort.csv"
         if table.is_file():
-            import numpy as np
             import pandas as pd
 
             from neonet_ext.data.synthetic import IMAGING_SIGNS, sign_reader_auc
@@ -448,8 +456,7 @@ class Study:
             if folds and len(latents) and set(IMAGING_SIGNS) <= set(latents.columns):
                 per_fold = [sign_reader_auc(latents.loc[fold["train_cases"]], latents.loc[fold["test_cases"]])
                             for fold in folds]
-                summary.update(sign_reader_auc=float(np.nanmean(per_fold)),
-                               sign_reader_fold_aucs=[None if np.isnan(a) else a for a in per_fold])
+                summary.update(_reader_figures("sign_reader", per_fold))
         if folds:
             summary.update(self._size_reader(folds))
         return summary
@@ -458,20 +465,18 @@ class Study:
     def _size_reader(folds: Sequence[dict]) -> dict[str, Any]:
         """The tumour-size reader's AUC under the folds (see :func:`tumour_size_reader_auc`); nothing when the
         patches carry no tumour volumes."""
-        import numpy as np
-
         from neonet_ext.study.statistics import tumour_size_reader_auc
 
         items = {item["case_id"]: item for item in folds[0]["all_items"]}
         per_fold = [tumour_size_reader_auc([items[c] for c in fold["train_cases"]], [items[c] for c in fold["test_cases"]])
                     for fold in folds]
-        if all(np.isnan(a) for a in per_fold):
-            return {}
-        return {"size_reader_auc": float(np.nanmean(per_fold)), "size_reader_fold_aucs": [None if np.isnan(a) else a for a in per_fold]}
+        return {} if all(math.isnan(a) for a in per_fold) else _reader_figures("size_reader", per_fold)
 
     def collect(self, cells: Sequence[Cell], folds: Sequence[dict], results: dict[str, dict]) -> list[dict[str, Any]]:
         """One row per cell: its configuration, fold AUC, the per-patient scores and any error."""
         rows = []
+        # every fold holds the same items: one volume per case for the whole grid
+        volumes = {item["case_id"]: item.get("tumour_volume_ml") for fold in folds[:1] for item in fold.get("all_items", ())}
         for cell in cells:
             fold = folds[cell.fold]
             result = results.get(cell.name, {"error": "not run", "seconds": 0.0})
@@ -489,7 +494,6 @@ class Study:
                     n_synthetic = count_synthetic(workdir / TRAINING_ITEMS)
                 except (OSError, KeyError, ValueError) as e:
                     error = error or f"unreadable {TRAINING_ITEMS}: {e}"
-            volumes = {item["case_id"]: item.get("tumour_volume_ml") for item in fold.get("all_items", ())}
             rows.append({
                 "fold": cell.fold, "model": cell.model, "variant": cell.variant, "ratio": cell.ratio,
                 "auc": auc, "size_correlation": size_rank_correlation(scores, volumes), "n_train_real": fold["n_train"],
