@@ -176,6 +176,13 @@ def test_folds_only_writes_the_cohort_references_the_report_quotes(study):
     assert f"tumour-size reader (mean over the folds) AUC {references['size_reader_auc']:.3f}" in result.stdout
     assert len(references["size_reader_fold_aucs"]) == len(references["folds"])
     assert f"| *reference: tumour-size reader* | {references['size_reader_auc']:.3f} |" in (out / "auc_table.md").read_text()
+    # the linear read of each fold's frozen latent, on the items its real-only PattenNet cell recorded
+    test_items = json.loads((out / "cells" / "fold0-pattennet-r0.00" / "test_items.json").read_text())["testing"]
+    assert all(item["latent"][0].endswith("-identity.pt") for item in test_items)
+    assert f"latent region reader (mean over the folds) AUC {references['latent_reader_auc']:.3f}" in result.stdout
+    assert len(references["latent_reader_fold_aucs"]) == len(references["folds"])
+    assert f"| *reference: latent region reader (linear, PattenNet's frozen latent)* | {references['latent_reader_auc']:.3f} |" \
+        in (out / "auc_table.md").read_text()
     assert sum(fold["n_test"] for fold in references["folds"]) == references["n_cases"]
     # the tiny cohort's oracle: its latent PNI risk ranks 3 of every 4 (PNI+, PNI-) pairs right
     assert references["oracle_auc"] == pytest.approx(0.75) and references == written_by_the_run

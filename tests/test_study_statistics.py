@@ -194,3 +194,39 @@ def test_report_marks_missing_cells_and_leaky_generators(tmp_path):
     assert "| DenseNet-121 | — |" in paths["auc_table.md"].read_text()  # a fold missing: no mean for that cell
     assert "failed: densenet121 fold 0" in paths["summary.md"].read_text()
     assert "synthetic-data results" not in paths["summary.md"].read_text()
+
+
+def test_the_latent_region_reader_finds_a_contrast_that_tumour_size_does_not_show(tmp_path):
+    """Every tumour has the same size; PNI lies in one latent channel's contrast between the tumour's rim and
+    the far liver, as the halo would. The linear reader of the region means finds it; fit on flipped labels
+    it ranks the same test patients the other way; entries without region fractions give no figure."""
+    import torch
+
+    from neonet_ext.study.statistics import latent_region_reader_auc
+
+    rng = np.random.default_rng(0)
+    regions = torch.zeros(2, 8, 8, 8)
+    regions[0] = 1.0  # tissue everywhere
+    regions[1, 3:5, 3:5, 3:5] = 1.0  # the same tumour in every patch
+    rim = torch.zeros(8, 8, 8, dtype=torch.bool)
+    rim[2:6, 2:6, 2:6] = True
+    rim &= regions[1] == 0
+
+    def items(labels, name, with_regions=True):
+        out = []
+        for i, y in enumerate(labels):
+            mu = torch.as_tensor(rng.normal(0.0, 0.3, (4, 8, 8, 8)), dtype=torch.float32)
+            mu[1][rim] += float(y) + float(rng.normal(0.0, 0.3))
+            entry = {"mu": mu, "regions": regions} if with_regions else {"mu": mu}
+            path = tmp_path / f"{name}_{i}-identity.pt"
+            torch.save(entry, path)
+            out.append({"pni": int(y), "latent": [str(path)]})
+        return out
+
+    labels = [0, 1] * 15
+    train, test = items(labels, "train"), items([0, 1] * 10, "test")
+    assert latent_region_reader_auc(train, test) > 0.9
+    flipped = [dict(item, pni=1 - item["pni"]) for item in train]
+    assert latent_region_reader_auc(flipped, test) < 0.1
+    assert np.isnan(latent_region_reader_auc(train, items([0, 1], "bare", with_regions=False)))
+    assert np.isnan(latent_region_reader_auc(train[:3], test))  # fewer than two training cases of a class

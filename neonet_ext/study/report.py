@@ -148,7 +148,8 @@ def _cell_text(estimate: tuple[float, float, float]) -> str:
 
 
 #: the cohort summary's reference readers: key -> row name in Table 1 and the summary
-_REFERENCES = {"sign_reader_auc": "sign reader (exact imaging signs)", "size_reader_auc": "tumour-size reader"}
+_REFERENCES = {"sign_reader_auc": "sign reader (exact imaging signs)", "size_reader_auc": "tumour-size reader",
+               "latent_reader_auc": "latent region reader (linear, PattenNet's frozen latent)"}
 
 
 def references(cohort: Mapping[str, Any]) -> dict[str, float]:

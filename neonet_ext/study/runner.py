@@ -50,12 +50,14 @@ EXPERIMENT = "neonet-study"
 _STAGES = ("autoencoder", "diffusion", "controlnet")
 _STAGE_CONFIGS = ("train_autoencoder.json", "train_diffusion.json", "train_controlnet.json")
 #: Layered last onto every cell's NeoCls training: after training, the items its training loader iterated go
-#: to ``training_items.json`` in the cell's folder, where :meth:`Study.collect` counts the synthetic ones.
-RECORD_TRAINING_ITEMS = Path(__file__).parent / "configs" / "record_training_items.json"
+#: to ``training_items.json`` in the cell's folder (:meth:`Study.collect` counts the synthetic ones) and its
+#: test items to ``test_items.json``; a PattenNet's carry their latent cache entries (the latent reader's input).
+RECORD_ITEMS = Path(__file__).parent / "configs" / "record_items.json"
 #: Layered onto every cell's NeoCls training (after its network's override file): the fold's held-out patients
 #: as the test split, scored once after the last epoch with batch-norm statistics recomputed, no checkpoints.
 CELL_PROTOCOL = Path(__file__).parent / "configs" / "cell.json"
 TRAINING_ITEMS = "training_items.json"
+TEST_ITEMS = "test_items.json"
 
 
 def count_synthetic(training_items: Path) -> int | None:
@@ -315,7 +317,7 @@ class Study:
         else:
             kwargs = {**self.profile.baseline_kwargs, **self.profile.model_kwargs.get(cell.model, {})}
             overrides.update({f"network_def#{k}": v for k, v in kwargs.items()})
-        configs.append(str(RECORD_TRAINING_ITEMS))
+        configs.append(str(RECORD_ITEMS))
         params = {"fold": cell.fold, "model": cell.model, "variant": cell.variant, "ratio": cell.ratio,
                   "profile": self.profile.name, "patch_source": self.patch_source,
                   "leaky_generator": self.shared_generator, "seed": self.profile.seed}
@@ -377,7 +379,8 @@ class Study:
         figures = [f"{summary['n_cases']} cases, {summary['n_pni_positive']} PNI+"]
         figures += [f"{name} AUC {summary[key]:.3f}" for key, name in
                     (("oracle_auc", "oracle"), ("sign_reader_auc", "sign reader (mean over the folds)"),
-                     ("size_reader_auc", "tumour-size reader (mean over the folds)")) if key in summary]
+                     ("size_reader_auc", "tumour-size reader (mean over the folds)"),
+                     ("latent_reader_auc", "latent region reader (mean over the folds)")) if key in summary]
         self.log(f"== cohort: {'; '.join(figures)} -> {path}")
         return summary
 
@@ -459,6 +462,7 @@ class Study:
                 summary.update(_reader_figures("sign_reader", per_fold))
         if folds:
             summary.update(self._size_reader(folds))
+            summary.update(self._latent_reader(folds))
         return summary
 
     @staticmethod
@@ -471,6 +475,23 @@ class Study:
         per_fold = [tumour_size_reader_auc([items[c] for c in fold["train_cases"]], [items[c] for c in fold["test_cases"]])
                     for fold in folds]
         return {} if all(math.isnan(a) for a in per_fold) else _reader_figures("size_reader", per_fold)
+
+    def _latent_reader(self, folds: Sequence[dict]) -> dict[str, Any]:
+        """The latent region reader's AUC under the folds (see :func:`latent_region_reader_auc`), on the latents
+        each fold's real-only PattenNet cell trained and was scored on; nothing before those cells ran."""
+        from neonet_ext.study.statistics import latent_region_reader_auc
+
+        per_fold = []
+        for fold in folds:
+            workdir = self.out / "cells" / Cell(fold["fold"], PATTENNET, 0.0).name
+            try:
+                train = load_patch_datalist(workdir / TRAINING_ITEMS, "training", required_keys=("pni", "latent"))
+                test = load_patch_datalist(workdir / TEST_ITEMS, "testing", required_keys=("pni", "latent"))
+            except (OSError, KeyError, ValueError):
+                per_fold.append(float("nan"))
+                continue
+            per_fold.append(latent_region_reader_auc(train, test))
+        return {} if all(math.isnan(a) for a in per_fold) else _reader_figures("latent_reader", per_fold)
 
     def collect(self, cells: Sequence[Cell], folds: Sequence[dict], results: dict[str, dict]) -> list[dict[str, Any]]:
         """One row per cell: its configuration, fold AUC, the per-patient scores and any error."""

@@ -10,6 +10,7 @@ same resamples for both (a paired bootstrap of the difference).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +22,8 @@ __all__ = [
     "bootstrap_p_value",
     "cross_validated_auc",
     "holm",
+    "latent_region_features",
+    "latent_region_reader_auc",
     "paired_bootstrap_test",
     "size_rank_correlation",
     "tumour_size_reader_auc",
@@ -132,6 +135,60 @@ def tumour_size_reader_auc(train: Sequence[Mapping], test: Sequence[Mapping]) ->
     if fit is None or scored is None or len(set(fit[1])) < 2 or len(set(scored[1])) < 2:
         return float("nan")
     reader = LogisticRegression().fit(*fit)
+    return roc_auc(scored[1], reader.predict_proba(scored[0])[:, 1])
+
+
+def latent_region_features(entry_path: str | Path) -> np.ndarray:
+    """What PattenNet's region pooling reads off a patch's cached latent, with no trained layer before it.
+
+    Args:
+        entry_path: a :class:`neonet_ext.data.LatentCache` entry with ``mu`` (C * L, x, y, z) and ``regions``.
+
+    Returns:
+        (5 * C * L + 1,): the latent's means over the tumour, its rim and the far liver, the two contrasts and the log
+        tumour size (:func:`neonet_ext.networks.region_means` at its default rim and far distances).
+
+    Raises:
+        KeyError: the entry holds no region fractions (written for a PattenNet without region pooling).
+    """
+    import torch
+
+    from neonet_ext.networks import region_means
+
+    entry = torch.load(entry_path, map_location="cpu", weights_only=True)
+    return region_means(entry["mu"][None].float(), entry["regions"][None].float())[0].numpy()
+
+
+def latent_region_reader_auc(train: Sequence[Mapping], test: Sequence[Mapping]) -> float:
+    """ROC AUC on ``test`` of a logistic regression of ``pni`` on :func:`latent_region_features`, fit on ``train``.
+
+    Items are patch datalist items as a PattenNet training records them: ``pni`` and ``latent``, the paths of
+    the patch's cache entries, the patch as it is first. The regression is standardised and its L2 strength
+    chosen by a stratified cross-validation of the training items alone. A linear read of the frozen encoder's
+    latent, by the regions PattenNet pools: a PattenNet near it has learnt what a linear model finds there; a
+    reader near the tumour-size reader says the latent holds little else that a linear model can find. NaN when
+    either side has fewer than two cases of a class or an item has no entry with region fractions.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def arrays(items: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray] | None:
+        try:
+            features = [latent_region_features(item["latent"][0]) for item in items]
+        except (KeyError, IndexError, OSError, RuntimeError):
+            return None
+        return np.stack(features), np.array([int(item["pni"]) for item in items])
+
+    fit = arrays(train)
+    scored = arrays(test) if fit is not None else None
+    if scored is None or min(np.bincount(fit[1], minlength=2)) < 2 or len(set(scored[1])) < 2:
+        return float("nan")
+    folds = StratifiedKFold(min(5, int(min(np.bincount(fit[1], minlength=2)))))
+    reader = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+                          {"logisticregression__C": np.logspace(-3, 1, 9)}, cv=folds, scoring="roc_auc")
+    reader.fit(*fit)
     return roc_auc(scored[1], reader.predict_proba(scored[0])[:, 1])
 
 
