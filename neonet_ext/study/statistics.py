@@ -149,14 +149,14 @@ def latent_region_features(entry_path: str | Path) -> np.ndarray:
         tumour size (:func:`neonet_ext.networks.region_means` at its default rim and far distances).
 
     Raises:
-        KeyError: the entry holds no region fractions (written for a PattenNet without region pooling).
+        ValueError: the entry cannot be read or holds no region fractions (written for a PattenNet without
+            region pooling); the message names it.
     """
-    import torch
-
     from neonet_ext.networks import region_means
+    from neonet_ext.transforms import LoadLatentd
 
-    entry = torch.load(entry_path, map_location="cpu", weights_only=True)
-    return region_means(entry["mu"][None].float(), entry["regions"][None].float())[0].numpy()
+    entry = LoadLatentd("latent", with_sigma=False, with_regions=True)({"latent": str(entry_path)})
+    return region_means(entry["latent_mu"], entry["latent_regions"])[0].numpy()
 
 
 def latent_region_reader_auc(train: Sequence[Mapping], test: Sequence[Mapping]) -> float:
@@ -177,15 +177,16 @@ def latent_region_reader_auc(train: Sequence[Mapping], test: Sequence[Mapping]) 
     def arrays(items: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray] | None:
         try:
             features = [latent_region_features(item["latent"][0]) for item in items]
-        except (KeyError, IndexError, OSError, RuntimeError):
+        except (KeyError, IndexError, ValueError):  # no entry listed, or one without region fractions
             return None
         return np.stack(features), np.array([int(item["pni"]) for item in items])
 
     fit = arrays(train)
     scored = arrays(test) if fit is not None else None
-    if scored is None or min(np.bincount(fit[1], minlength=2)) < 2 or len(set(scored[1])) < 2:
+    smaller_class = int(np.bincount(fit[1], minlength=2).min()) if fit is not None else 0
+    if scored is None or smaller_class < 2 or len(set(scored[1])) < 2:
         return float("nan")
-    folds = StratifiedKFold(min(5, int(min(np.bincount(fit[1], minlength=2)))))
+    folds = StratifiedKFold(min(5, smaller_class))
     reader = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
                           {"logisticregression__C": np.logspace(-3, 1, 9)}, cv=folds, scoring="roc_auc")
     reader.fit(*fit)
