@@ -425,3 +425,43 @@ def test_heldout_scoring_counts_a_missed_tumour_on_the_input_grid(tmp_path):
     nib.save(nib.Nifti1Image(label, np.diag([1.0, 1.0, 5.0, 1.0])), tmp_path / "other_grid.nii.gz")
     with pytest.raises(ValueError, match="other_grid.nii.gz is not on its input's grid"):
         script.score_case(tmp_path / "other_grid.nii.gz", files["truth"])
+
+
+def test_tumour_errors_splits_boundary_errors_by_tissue_and_refuses_another_cohort(tmp_path, capsys):
+    script = _script("tumour_errors")
+    truth = np.zeros((30, 30, 12), np.uint8)
+    truth[5:25, 5:25, 2:10] = 1
+    truth[10:16, 10:16, 4:8] = 2
+    vein = np.zeros(truth.shape, bool)
+    vein[16, 8:22, 4:8] = True  # a vein along one face of the tumour
+    grown = truth.copy()
+    grown[16, 10:16, 4:8] = 2  # one voxel too far, on the vein
+    grown[10:16, 10, 4:8] = 1  # one face's outer layer missed
+    grown[20, 20, 6] = 2  # a stray voxel away from the tumour, in the parenchyma
+    errors = script.case_errors(grown, truth, {"portal_vein": vein, "liver": (truth == 1) & ~vein})
+    assert errors["false_positive"] == 24 + 1 and errors["false_positive_touching"] == 24
+    assert errors["false_positive_tissue"] == {"portal_vein": 24, "liver": 1}
+    assert errors["false_negative"] == errors["false_negative_outer_layer"] == 24
+    assert script.volume_bin(1.0) == "0-2 ml" and script.volume_bin(12.0) == "10-30 ml" and script.volume_bin(40) == ">= 30 ml"
+
+    # a held-out folder as evaluate_heldout.py leaves it: a perfect label map for case 0 of a 2-case cohort
+    from neonet_ext.data.synthetic import generate_case, scoring_cohort_config
+
+    case = generate_case(0, 5, scoring_cohort_config(2))
+    seg_dir = tmp_path / "seed_5" / "neoseg" / "case_000"
+    seg_dir.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(case.label, case.affine), seg_dir / "case_000_seg.nii.gz")
+    (tmp_path / "seed_5" / "cohort" / "labelsTr").mkdir(parents=True)
+    for index in (0, 1):
+        truth = generate_case(index, 5, scoring_cohort_config(2)).label
+        nib.save(nib.Nifti1Image(truth, case.affine), tmp_path / "seed_5" / "cohort" / "labelsTr" / f"case_{index:03d}.nii.gz")
+    assert script.main(["--out", str(tmp_path), "--seeds", "5", "--cases", "2"]) == 0
+    summary = json.loads((tmp_path / "tumour_errors.json").read_text())
+    assert summary["n_cases"] == 1 and summary["false_positive"] == summary["false_negative"] == 0
+    assert summary["missing"] == [str(tmp_path / "seed_5" / "neoseg" / "case_001" / "case_001_seg.nii.gz")]
+    assert list(summary["dice_tumour_by_volume"].values())[0]["mean"] == 1.0
+    assert "1 label maps missing" in capsys.readouterr().out
+    other_cohort = generate_case(0, 6, scoring_cohort_config(2)).label
+    nib.save(nib.Nifti1Image(other_cohort, case.affine), tmp_path / "seed_5" / "cohort" / "labelsTr" / "case_000.nii.gz")
+    with pytest.raises(SystemExit, match="not case 0 of the cohort"):
+        script.main(["--out", str(tmp_path), "--seeds", "5", "--cases", "2"])
