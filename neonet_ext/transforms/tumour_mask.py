@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from neonet_ext.labels import BACKGROUND, LIVER, TUMOUR
 
-__all__ = ["MIN_TUMOUR_VOLUME_ML", "CleanTumourLabel", "CleanTumourLabeld", "component_volumes_ml"]
+__all__ = ["FULL_CONNECTIVITY", "MIN_TUMOUR_VOLUME_ML", "CleanTumourLabel", "CleanTumourLabeld", "component_volumes_ml"]
 
 #: A tumour component at least this large (ml) is kept wherever it lies in the liver; smaller ones are kept near the
 #: largest lesion only, because satellites are as small as a stray blob of a few voxels. The largest component is
@@ -32,7 +32,8 @@ __all__ = ["MIN_TUMOUR_VOLUME_ML", "CleanTumourLabel", "CleanTumourLabeld", "com
 #: satellites down to 0.009 ml (median 0.45 ml).
 MIN_TUMOUR_VOLUME_ML = 0.5
 
-_FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
+#: 26-connectivity: voxels touching across a face, an edge or a corner are neighbours (components, shells).
+FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
 
 
 class CleanTumourLabel(Transform):
@@ -63,13 +64,13 @@ class CleanTumourLabel(Transform):
         array = np.asarray(label.detach().cpu() if isinstance(label, torch.Tensor) else label)
         if array.ndim != 4 or array.shape[0] != 1:
             raise ValueError(f"expected a (1, X, Y, Z) label map, got shape {array.shape}")
-        components, count = ndimage.label(array[0] == self.tumour_label, structure=_FULL_CONNECTIVITY)
+        components, count = ndimage.label(array[0] == self.tumour_label, structure=FULL_CONNECTIVITY)
         if count <= 1:
             return label, 0
         sizes = np.bincount(components.ravel(), minlength=count + 1)
         largest = int(np.argmax(sizes[1:])) + 1
         touching = np.zeros(count + 1, bool)
-        liver_shell = ndimage.binary_dilation(array[0] == self.liver_label, structure=_FULL_CONNECTIVITY)
+        liver_shell = ndimage.binary_dilation(array[0] == self.liver_label, structure=FULL_CONNECTIVITY)
         touching[np.unique(components[liver_shell])] = True
         large = sizes * _voxel_ml(label) >= self.min_volume_ml
         lesions = [c for c in range(1, count + 1) if c == largest or (large[c] and touching[c])]
@@ -129,6 +130,6 @@ class CleanTumourLabeld(MapTransform):
 
 def component_volumes_ml(label: np.ndarray, spacing: Sequence[float], tumour_label: int = TUMOUR) -> list[float]:
     """Volumes in ml of the 26-connected tumour components of an (X, Y, Z) label map, largest first."""
-    components, count = ndimage.label(np.asarray(label) == tumour_label, structure=_FULL_CONNECTIVITY)
+    components, count = ndimage.label(np.asarray(label) == tumour_label, structure=FULL_CONNECTIVITY)
     sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
     return sorted((float(n) * float(np.prod(spacing)) / 1000.0 for n in sizes), reverse=True)

@@ -31,12 +31,11 @@ from scipy import ndimage
 from neonet_ext.data.synthetic import generate_case, scoring_cohort_config
 from neonet_ext.labels import TUMOUR
 from neonet_ext.metrics import mask_dice
+from neonet_ext.transforms.tumour_mask import FULL_CONNECTIVITY
 from neonet_ext.utils.io import atomic_write
 
 #: Upper edges (ml) of the true-volume bins of the Dice table; the last bin is open.
 VOLUME_BINS_ML = (2.0, 5.0, 10.0, 30.0)
-#: 26-connectivity: a voxel touching the tumour across a face, an edge or a corner.
-NEIGHBOURS = ndimage.generate_binary_structure(3, 3)
 
 
 def case_errors(seg: np.ndarray, label: np.ndarray, tissues: dict[str, np.ndarray]) -> dict:
@@ -44,8 +43,8 @@ def case_errors(seg: np.ndarray, label: np.ndarray, tissues: dict[str, np.ndarra
     generator's bool masks of the same shape."""
     truth, pred = label == TUMOUR, seg == TUMOUR
     false_pos, false_neg = pred & ~truth, truth & ~pred
-    shell = ndimage.binary_dilation(truth, NEIGHBOURS) & ~truth
-    outer_layer = truth & ~ndimage.binary_erosion(truth, NEIGHBOURS)
+    shell = ndimage.binary_dilation(truth, FULL_CONNECTIVITY) & ~truth
+    outer_layer = truth & ~ndimage.binary_erosion(truth, FULL_CONNECTIVITY)
     return {
         "tumour_voxels": int(truth.sum()), "dice_tumour": mask_dice(pred, truth),
         "false_positive": int(false_pos.sum()), "false_positive_touching": int((false_pos & shell).sum()),
