@@ -323,6 +323,55 @@ def test_evaluate_saves_per_case_metrics(cohort, trained, tmp_path):
     assert len(per_case) == 1 + 4 and all(os.fspath(cohort) in line for line in per_case[1:])
 
 
+def test_the_tumour_refiner_is_trained_from_saved_probabilities_and_refines_the_label_map(cohort, tmp_path):
+    """refiner_data.json saves NeoSeg's probabilities on each input grid, train_refiner.json trains the refiner on
+    them, and inference.json with --refine_tumour uses it: the label map changes, and only around the tumour."""
+    from neonet_ext.networks import tumour_refiner
+
+    probabilities = tmp_path / "probabilities"
+    bundle_run(["inference.json", "refiner_data.json"], "--datalist_file", str(cohort / "dataset.json"),
+               "--datalist_key", "training", "--dataset_dir", str(cohort), "--output_dir", str(probabilities))
+    plain = tmp_path / "plain"
+    bundle_run(["inference.json"], "--dataset_dir", str(cohort / "imagesTr"), "--output_dir", str(plain))
+    entries = json.loads((probabilities / "probabilities.json").read_text())["testing"]
+    assert [Path(e["label"]).name for e in entries] == [f"case_{i:03d}.nii.gz" for i in range(4)]
+    for entry in entries:
+        saved = nib.load(probabilities / entry["pred"])
+        image = nib.load(entry["image"])
+        assert saved.shape == (*image.shape, 3) and saved.get_data_dtype() == np.uint8
+        assert np.allclose(saved.affine, image.affine, atol=1e-4)
+        stored = np.asarray(saved.dataobj).astype(int)
+        seg = np.asarray(nib.load(plain / entry["case_id"] / f"{entry['case_id']}_seg.nii.gz").dataobj)
+        assert (stored.argmax(-1) == seg).mean() > 0.999  # the label map's probabilities, up to uint8 rounding
+
+    models = tmp_path / "models"
+    bundle_run(["train.json", "train_refiner.json"], "--probabilities_dir", str(probabilities),
+               "--output_dir", str(tmp_path / "run"), "--ckpt_dir", str(models), "--epochs", "1", "--val_interval", "1",
+               "--val_fraction", "0.5", "--patch_size", "[32,32,16]", "--num_workers", "0", "--cache_rate", "0")
+    state = torch.load(models / "refiner.pt", map_location="cpu", weights_only=True)
+    tumour_refiner().load_state_dict(state)
+
+    refined = tmp_path / "refined"
+    bundle_run(["inference.json"], "--dataset_dir", str(cohort / "imagesTr"), "--output_dir", str(refined),
+               "--refine_tumour", "True", "--refiner_checkpoint", str(models / "refiner.pt"))
+    changed = 0
+    for entry in entries:
+        case = entry["case_id"]
+        before = np.asarray(nib.load(plain / case / f"{case}_seg.nii.gz").dataobj)
+        after = nib.load(refined / case / f"{case}_seg.nii.gz")
+        assert after.shape == before.shape
+        after = np.asarray(after.dataobj)
+        if not (before == 2).any():
+            assert np.array_equal(after, before)
+            continue
+        box = tuple(slice(max(int(i.min()) - 12, 0), int(i.max()) + 13) for i in np.nonzero(before == 2))
+        outside = np.ones(before.shape, bool)
+        outside[box] = False
+        assert np.array_equal(after[outside], before[outside])
+        changed += int((after != before).sum())
+    assert changed > 0
+
+
 def _script(name: str):
     import importlib.util
 

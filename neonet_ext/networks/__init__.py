@@ -16,6 +16,7 @@ from .nets.neogen_diffusion import (
     neogen_controlnet,
     neogen_diffusion_unet,
 )
+from .nets.tumour_refiner import REFINER_IN_CHANNELS, TUMOUR_REFINER, tumour_refiner
 from .nets.pattennet import (
     FrozenLatentEncoder,
     PattenNet,
@@ -30,6 +31,8 @@ __all__ = [
     "NEOGEN_AUTOENCODER",
     "NEOGEN_BLOCK_SIZE",
     "NEOGEN_DIFFUSION_UNET",
+    "REFINER_IN_CHANNELS",
+    "TUMOUR_REFINER",
     "ChannelAttention",
     "DualAttentionBlock",
     "FrozenLatentEncoder",
@@ -49,6 +52,7 @@ __all__ = [
     "neogen_diffusion_unet",
     "region_fractions",
     "region_means",
+    "tumour_refiner",
     "unfold_blocks",
     "upsample_attention_map",
 ]

@@ -18,7 +18,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, SpatialResample, Transform
 from monai.utils import GridSamplePadMode
 
-__all__ = ["InputGridArgmax", "InputGridArgmaxd"]
+__all__ = ["InputGridArgmax", "InputGridArgmaxd", "grown_box", "voxel_shift"]
 
 
 class InputGridArgmax(Transform):
@@ -56,13 +56,13 @@ class InputGridArgmax(Transform):
         labels = torch.zeros((1, *input_shape), dtype=torch.uint8, device=probabilities.device)
         foreground = _channel_argmax(probabilities.as_tensor()) > 0
         if foreground.any():
-            network_box = _grown_box(foreground, margin=1)
+            network_box = grown_box(foreground, margin=1)
             source = probabilities[(slice(None), *(slice(lo, hi) for lo, hi in network_box))]
-            source = MetaTensor(source.as_tensor(), affine=probabilities.affine @ _translation([lo for lo, _ in network_box]))
+            source = MetaTensor(source.as_tensor(), affine=probabilities.affine @ voxel_shift([lo for lo, _ in network_box]))
             input_box = _input_box(source.affine, source.shape[1:], input_affine, input_shape)
             if input_box is not None:
                 origin = [lo for lo, _ in input_box]
-                sampled = self.resample(source, dst_affine=input_affine @ _translation(origin),
+                sampled = self.resample(source, dst_affine=input_affine @ voxel_shift(origin),
                                         spatial_size=[hi - lo for lo, hi in input_box])
                 labels[(slice(None), *(slice(lo, hi) for lo, hi in input_box))] = _channel_argmax(sampled.as_tensor())
         return MetaTensor(labels, affine=input_affine)
@@ -80,18 +80,21 @@ def _channel_argmax(scores: torch.Tensor) -> torch.Tensor:
     return labels
 
 
-def _translation(offset: Sequence[float]) -> torch.Tensor:
+def voxel_shift(offset: Sequence[float]) -> torch.Tensor:
+    """(4, 4) float64 translation by ``offset`` voxels: ``affine @ voxel_shift(lo)`` is the affine of a block from ``lo``."""
     shift = torch.eye(4, dtype=torch.float64)
     shift[:3, 3] = torch.as_tensor([float(o) for o in offset], dtype=torch.float64)
     return shift
 
 
-def _grown_box(mask: torch.Tensor, margin: int) -> list[tuple[int, int]]:
-    """[lo, hi) per axis of the mask's bounding box grown by ``margin`` voxels, clipped to the array."""
+def grown_box(mask: torch.Tensor, margin: int | Sequence[int]) -> list[tuple[int, int]]:
+    """[lo, hi) per axis of the mask's bounding box grown by ``margin`` voxels (one for all axes, or one per axis),
+    clipped to the array."""
+    margins = [margin] * mask.ndim if isinstance(margin, int) else [int(m) for m in margin]
     box = []
-    for axis in range(mask.ndim):
+    for axis, grow in enumerate(margins):
         present = mask.any(dim=tuple(a for a in range(mask.ndim) if a != axis)).nonzero()
-        box.append((max(int(present[0]) - margin, 0), min(int(present[-1]) + 1 + margin, mask.shape[axis])))
+        box.append((max(int(present[0]) - grow, 0), min(int(present[-1]) + 1 + grow, mask.shape[axis])))
     return box
 
 
