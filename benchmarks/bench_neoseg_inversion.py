@@ -1,7 +1,8 @@
-"""What bringing NeoSeg's output back to the input grid costs, three ways side by side on the same case: the
+"""What bringing NeoSeg's output back to the input grid costs, four ways side by side on the same case: the
 network grid's argmax resampled by nearest neighbour (before bundle 0.3.0); the probabilities resampled linearly
-by ``Invertd``, then the argmax (0.3.0 to 0.4.1); and ``InputGridArgmaxd``, which gives the same labels as the
-latter but resamples only around the non-background voxels (0.4.2).
+by ``Invertd``, then the argmax (0.3.0 to 0.4.1); ``InputGridArgmaxd``, which gives the same labels as the
+latter but resamples only around the non-background voxels (0.4.2); and ``TumourRefined`` with the shipped
+tumour refiner (``models/refiner.pt``, 0.6.0), which also labels the tumour's box again on the input grid.
 
     .venv/bin/python benchmarks/bench_neoseg_inversion.py [--rounds 5] [--full-size]
 
@@ -24,7 +25,8 @@ from monai.transforms import AsDiscreted, Invertd
 
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case
 from neonet_ext.engines import load_weights
-from neonet_ext.transforms import InputGridArgmaxd
+from neonet_ext.networks import tumour_refiner
+from neonet_ext.transforms import InputGridArgmaxd, TumourRefined
 from neonet_ext.utils.timing import median_table, median_times_in_turn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,10 +72,18 @@ def main() -> None:
     def input_grid_argmax() -> torch.Tensor:
         return InputGridArgmaxd("pred", orig_key="image")(network_output())["pred"]
 
+    refiner = load_weights(tumour_refiner().eval(), BUNDLE / "models" / "refiner.pt", what="tumour refiner")
+    refine = TumourRefined("pred", image_key="input_image", orig_key="image", network=refiner,
+                           bfloat16=bundle.get_parsed_content("refiner_bfloat16"))
+
+    def refined_labels() -> torch.Tensor:
+        return refine(network_output())["pred"]
+
     differing = int((invertd(False).as_tensor().to(torch.uint8) != input_grid_argmax().as_tensor()).sum())
     steps = {"forward (sliding window)": forward, "labels, nearest (before 0.3.0)": lambda: invertd(True),
              "probabilities, linear (Invertd), then argmax (0.3.0-0.4.1)": lambda: invertd(False),
-             "the same labels by InputGridArgmaxd (0.4.2)": input_grid_argmax}
+             "the same labels by InputGridArgmaxd (0.4.2)": input_grid_argmax,
+             "InputGridArgmaxd, then the tumour refiner (TumourRefined, 0.6.0)": refined_labels}
     medians = median_times_in_turn(steps, args.rounds)
     print(f"case_000 (seed 0), {'x'.join(map(str, case.image.shape))} voxels; network grid "
           f"{'x'.join(map(str, probabilities.shape[1:]))}; torch {torch.__version__}, {torch.get_num_threads()} threads; "

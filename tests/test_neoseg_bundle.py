@@ -151,6 +151,26 @@ def test_cpu_finetune_script_trains_the_shipped_weights_on_the_first_cases_of_it
     assert tuned.keys() == shipped.keys() and any(not torch.equal(tuned[k], shipped[k]) for k in shipped)
 
 
+@pytest.mark.slow
+def test_refiner_script_trains_a_refiner_on_the_shipped_weights_probabilities_and_resumes(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CASES": "4", "SEED": "12", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    command = ["bash", str(BUNDLE / "scripts" / "train_refiner.sh"), str(tmp_path), "--epochs", "1", "--val_interval", "1",
+               "--val_fraction", "0.5", "--patch_size", "[32,32,16]", "--num_workers", "0", "--cache_rate", "0"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    entries = json.loads((tmp_path / "probabilities" / "probabilities.json").read_text())["testing"]
+    assert len(entries) == 4 and all(Path(e["label"]).is_file() for e in entries)
+    from neonet_ext.networks import tumour_refiner
+
+    tumour_refiner().load_state_dict(torch.load(tmp_path / "models" / "refiner.pt", map_location="cpu", weights_only=True))
+    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert again.stdout.count("done by an earlier run with the same input and weights; kept") == 4
+
+
 def test_training_logs_to_a_local_mlflow_store(cohort, tmp_path):
     import mlflow  # the 'tracking' extra, part of the test install
 
@@ -212,7 +232,8 @@ def test_the_label_map_is_the_argmax_of_the_probabilities_resampled_to_an_anisot
     image = tmp_path / "images" / "aniso.nii.gz"
     image.parent.mkdir()
     nib.save(nib.Nifti1Image(case.image, case.affine), image)
-    bundle_run(["inference.json"], "--dataset_dir", str(image.parent), "--output_dir", str(tmp_path / "out"))
+    bundle_run(["inference.json"], "--dataset_dir", str(image.parent), "--output_dir", str(tmp_path / "out"),
+               "--refine_tumour", "False")  # the inversion alone; the refiner is tested in test_refinement.py
     seg = np.asarray(nib.load(tmp_path / "out" / "aniso" / "aniso_seg.nii.gz").dataobj)
 
     parser = ConfigParser()
@@ -332,7 +353,8 @@ def test_the_tumour_refiner_is_trained_from_saved_probabilities_and_refines_the_
     bundle_run(["inference.json", "refiner_data.json"], "--datalist_file", str(cohort / "dataset.json"),
                "--datalist_key", "training", "--dataset_dir", str(cohort), "--output_dir", str(probabilities))
     plain = tmp_path / "plain"
-    bundle_run(["inference.json"], "--dataset_dir", str(cohort / "imagesTr"), "--output_dir", str(plain))
+    bundle_run(["inference.json"], "--dataset_dir", str(cohort / "imagesTr"), "--output_dir", str(plain),
+               "--refine_tumour", "False")
     entries = json.loads((probabilities / "probabilities.json").read_text())["testing"]
     assert [Path(e["label"]).name for e in entries] == [f"case_{i:03d}.nii.gz" for i in range(4)]
     for entry in entries:

@@ -15,9 +15,9 @@ NETWORK_AFFINE = torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0], dtype=torch.float
 
 
 def probabilities_with_a_tumour() -> MetaTensor:
-    """(3, 24, 24, 12) on a 2x2x3 mm RAS grid: a liver block with a tumour block inside, soft edges."""
+    """(3, 24, 24, 12) on a 2x2x3 mm RAS grid: a liver block through every slice with a tumour block inside, soft edges."""
     logits = torch.zeros(3, 24, 24, 12)
-    logits[1, 4:20, 4:20, 2:10] = 4.0
+    logits[1, 4:20, 4:20, :] = 4.0
     logits[2, 9:15, 10:16, 4:8] = 8.0
     logits = torch.nn.functional.avg_pool3d(logits[None], 3, stride=1, padding=1, count_include_pad=False)[0]
     return MetaTensor(torch.softmax(logits, 0), affine=NETWORK_AFFINE)
@@ -64,11 +64,13 @@ def test_the_refiner_works_in_ras_order_and_its_labels_return_to_the_input_axes(
     lo, hi = tumour.min(0).values, tumour.max(0).values
     margins = [int(np.ceil(6.0 / s)) for s in (2.5, 1.5, 1.5)]
     box = tuple(slice(max(int(a) - m, 0), min(int(b) + 1 + m, n)) for a, b, m, n in zip(lo, hi, margins, shape))
+    assert all(s.stop - s.start < n for s, n in zip(box, shape))  # the box is smaller than the image...
     expected = plain.clone()
-    inside = plain[box]
-    shifted = torch.zeros_like(inside)  # the box's most inferior slice reads the window's zero padding: background
-    shifted[:-1] = inside[1:]
-    expected[box] = shifted
+    shifted = torch.zeros_like(plain)  # ...but the window holds it all: only the image's inferior slice is padding
+    shifted[:-1] = plain[1:]
+    expected[box] = shifted[box]
+    below_box = (slice(box[0].stop, box[0].stop + 1), box[1], box[2])
+    assert (plain[below_box] == 1).any()  # the box's inferior slice reads liver from the image below it
     assert torch.equal(refined, expected)
     assert not torch.equal(refined, plain)  # the shift is visible: a wrong axis order would move it elsewhere
 

@@ -4,7 +4,8 @@ NeoSeg's network labels a 2x2x3 mm grid; nearly all the tumour Dice it loses is 
 boundary (``bundles/neoseg/scripts/tumour_errors.py``). :class:`TumourRefine` takes the label map on the input grid
 (:class:`~neonet_ext.transforms.InputGridArgmax`), and where it has tumour, gives the box around it (grown by
 ``margin_mm``) to a small network that reads the image at the input's resolution together with NeoSeg's liver and
-tumour probabilities resampled there, and labels that box again. A label map without tumour is left as it is: the
+tumour probabilities resampled there, and labels that box again. The network sees at least one window of image
+around the box (where the image has it), as in training, never zero padding next to the tumour. A label map without tumour is left as it is: the
 refiner sharpens a found tumour, it does not search for one.
 
 The refiner is convolutional and was trained on RAS-ordered arrays (slice axis last), so the box is reordered to RAS
@@ -89,6 +90,7 @@ class TumourRefine(Transform):
                                         align_corners=align_corners, dtype=torch.float32)
         self.inferer = SlidingWindowInferer(roi_size=list(roi_size), sw_batch_size=sw_batch_size, overlap=overlap,
                                             mode="gaussian")
+        self.roi_size = [int(r) for r in roi_size]
         self.margin_mm = float(margin_mm)
         self.device = torch.device(device) if device is not None else None
         self.bfloat16 = bfloat16
@@ -109,12 +111,27 @@ class TumourRefine(Transform):
             return labels
         voxel_mm = torch.linalg.norm(input_affine[:3, :3], dim=0)
         box = grown_box(tumour, [math.ceil(self.margin_mm / float(s)) for s in voxel_mm])
-        box_slices = (slice(None), *(slice(lo, hi) for lo, hi in box))
-        box_affine = input_affine @ voxel_shift([lo for lo, _ in box])
-        box_probabilities = self.resample(probabilities, dst_affine=box_affine, spatial_size=[hi - lo for lo, hi in box])
-        inputs = refiner_inputs(image[box_slices].as_tensor(), box_probabilities.as_tensor(), intensity_range(image))
-        labels[box_slices] = self.relabel(MetaTensor(inputs, affine=box_affine))
+        context = self.context_box(box, input_affine, labels.shape[1:])
+        context_affine = input_affine @ voxel_shift([lo for lo, _ in context])
+        context_probabilities = self.resample(probabilities, dst_affine=context_affine,
+                                              spatial_size=[hi - lo for lo, hi in context])
+        inputs = refiner_inputs(image[(slice(None), *(slice(lo, hi) for lo, hi in context))].as_tensor(),
+                                context_probabilities.as_tensor(), intensity_range(image))
+        relabelled = self.relabel(MetaTensor(inputs, affine=context_affine))
+        in_context = tuple(slice(lo - c, hi - c) for (lo, hi), (c, _) in zip(box, context))
+        labels[(slice(None), *(slice(lo, hi) for lo, hi in box))] = relabelled[(slice(None), *in_context)]
         return labels
+
+    def context_box(self, box: Sequence[tuple[int, int]], affine: torch.Tensor, shape: Sequence[int]) -> list[tuple[int, int]]:
+        """``box`` widened, where the image allows, to the refiner's window along each axis: the refiner was trained
+        on windows of real image around the tumour, so it gets image where a smaller box would get zero padding."""
+        ras_axis = nib.io_orientation(np.asarray(affine))[:, 0].astype(int)
+        context = []
+        for axis, (lo, hi) in enumerate(box):
+            size = min(max(hi - lo, self.roi_size[ras_axis[axis]]), int(shape[axis]))
+            start = min(max(lo - (size - (hi - lo)) // 2, 0), int(shape[axis]) - size)
+            context.append((start, start + size))
+        return context
 
     def relabel(self, inputs: MetaTensor) -> torch.Tensor:
         """(3, X, Y, Z) refiner inputs with their grid's affine -> (1, X, Y, Z) uint8 labels in the same axis order."""

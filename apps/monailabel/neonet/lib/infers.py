@@ -8,7 +8,7 @@ bundles' pipelines is restated here, so a change to a bundle config is served as
 MONAI Label's own ``BundleInferTask`` is not used: it imports ``monailabel.transform.post``,
 which needs torchvision, and no CPU torchvision build for torch 2.13 can be installed here
 (PyPI's is a CUDA build whose import fails). Its ``Restored`` step is not needed either: the
-bundle's ``InputGridArgmaxd`` already brings the label map back onto the input grid.
+bundle's ``TumourRefined`` already brings the label map back onto the input grid.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ from lib.bundles import ImageKeyGuard, drop_transforms, flatten_transforms, read
 logger = logging.getLogger(__name__)
 
 __all__ = ["NeoClsInferTask", "NeoSegInferTask"]
+
+
+def neoseg_weights(bundle_root: str | os.PathLike) -> list[Path]:
+    """NeoSeg's weight files: its network's, and its tumour refiner's where the bundle has one."""
+    models = Path(bundle_root) / "models"
+    return [models / "model.pt", *([models / "refiner.pt"] if (models / "refiner.pt").is_file() else [])]
 
 
 class _BundleChainTask(ImageKeyGuard, BasicInferTask):
@@ -99,19 +105,19 @@ class NeoSegInferTask(_BundleChainTask):
     """NeoSeg: liver and tumour label map (0 background, 1 liver, 2 tumour) on the input image's grid.
 
     Runs the bundle's pre-processing, sliding-window SegResNet and post-processing up to and
-    including ``InputGridArgmaxd`` (back to the input's orientation, spacing and extent), without the
+    including ``TumourRefined`` (back to the input's orientation, spacing and extent), without the
     TLCR crop and the file writers, which the label map does not depend on. The result is
     written as uint8 with the input's affine.
 
     Args:
-        bundle_root: the NeoSeg bundle's folder (its ``models/model.pt`` is served).
+        bundle_root: the NeoSeg bundle's folder (its ``models/model.pt`` and ``models/refiner.pt`` are served).
     """
 
     def __init__(self, bundle_root: str | os.PathLike) -> None:
         metadata = read_metadata(bundle_root)
         channels = metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
         labels = {name: int(value) for value, name in channels.items() if name.lower() != "background"}
-        super().__init__(bundle_root, "NeoSeg", [Path(bundle_root) / "models" / "model.pt"],
+        super().__init__(bundle_root, "NeoSeg", neoseg_weights(bundle_root),
                          type=InferType.SEGMENTATION, labels=labels)
 
     def post_transforms(self, data: dict[str, Any] | None = None) -> Sequence[Callable]:
@@ -143,7 +149,7 @@ class NeoClsInferTask(_BundleChainTask):
         metadata = read_metadata(bundle_root)
         channels = metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
         labels = {name: int(value) for value, name in channels.items()}
-        watched = [Path(bundle_root) / "models" / "model.pt", self.neoseg_root / "models" / "model.pt"]
+        watched = [Path(bundle_root) / "models" / "model.pt", *neoseg_weights(self.neoseg_root)]
         super().__init__(bundle_root, "NeoCls", watched, type=InferType.CLASSIFICATION, labels=labels)
 
     def overrides(self, device: torch.device) -> dict[str, Any]:
