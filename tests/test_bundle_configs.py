@@ -82,7 +82,10 @@ def test_neoseg_inference_preprocesses_the_image_as_training_does():
     trained_on, inferred_on = loading_steps(train, "load_image"), inference["preprocessing#transforms"]
     # the loaders differ on purpose: inference reads DICOM series as well as NIfTI files
     assert trained_on[0]["_target_"] == "LoadImaged" and inferred_on[0]["_target_"] == "neonet_ext.transforms.LoadScand"
-    assert [for_the_image_alone(t) for t in trained_on[1:]] == inferred_on[1:]
+    # and inference keeps a copy of the image as read, on its own grid, for the tumour refiner
+    keep_input = {"_target_": "CopyItemsd", "keys": "image", "names": "input_image"}
+    assert inferred_on[2] == keep_input
+    assert [for_the_image_alone(t) for t in trained_on[1:]] == [t for t in inferred_on[1:] if t != keep_input]
     settings = set(re.findall(r"@(\w+)", json.dumps(inferred_on)))
     assert settings >= {"spacing", "intensity_percentiles", "body_threshold"}
     for name in settings - {"series"}:  # series: which DICOM series to read, inference's alone
