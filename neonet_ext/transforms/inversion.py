@@ -18,7 +18,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, SpatialResample, Transform
 from monai.utils import GridSamplePadMode
 
-__all__ = ["InputGridArgmax", "InputGridArgmaxd", "grown_box", "voxel_shift"]
+__all__ = ["InputGridArgmax", "InputGridArgmaxd", "grown_box", "voxel_shift", "with_input_meta"]
 
 
 class InputGridArgmax(Transform):
@@ -131,6 +131,11 @@ class InputGridArgmaxd(MapTransform):
         d = dict(data)
         meta = d[self.orig_key].meta
         for key in self.key_iterator(d):
-            labels = self.argmax(d[key], meta["original_affine"], meta["spatial_shape"])
-            d[key] = MetaTensor(labels.as_tensor(), meta={**meta, "affine": labels.affine})
+            d[key] = with_input_meta(self.argmax(d[key], meta["original_affine"], meta["spatial_shape"]), meta)
         return d
+
+
+def with_input_meta(labels: MetaTensor, meta: Mapping[str, Any]) -> MetaTensor:
+    """``labels`` on the input grid with the rest of the input's metadata (file name...), so ``SaveImaged`` writes
+    them beside the input."""
+    return MetaTensor(labels.as_tensor(), meta={**meta, "affine": labels.affine})

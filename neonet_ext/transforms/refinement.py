@@ -28,7 +28,7 @@ from monai.transforms import MapTransform, Orientation, SpatialResample, Transfo
 from monai.utils import GridSamplePadMode
 
 from neonet_ext.labels import LIVER, TUMOUR
-from neonet_ext.transforms.inversion import InputGridArgmax, grown_box, voxel_shift
+from neonet_ext.transforms.inversion import InputGridArgmax, grown_box, voxel_shift, with_input_meta
 
 __all__ = ["REFINER_INTENSITY_PERCENTILES", "RefinerInputsd", "TumourRefine", "TumourRefined", "refiner_inputs"]
 
@@ -166,8 +166,7 @@ class TumourRefined(MapTransform):
             raise ValueError(f"{self.image_key} has shape {tuple(image.shape[1:])}, not the input grid's "
                              f"{tuple(meta['spatial_shape'])} that {self.orig_key} was read on")
         for key in self.key_iterator(d):
-            labels = self.refine(d[key], image)
-            d[key] = MetaTensor(labels.as_tensor(), meta={**meta, "affine": labels.affine})
+            d[key] = with_input_meta(self.refine(d[key], image), meta)
         return d
 
 
