@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -14,6 +15,7 @@ from monai.data import MetaTensor
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case, write_cohort
 from neonet_ext.engines.checkpoints import PretrainedWeightsLoader, latest_checkpoint, load_checkpoint, load_weights
 from neonet_ext.metrics import HausdorffDistanceMMMetric, select_channel
+from neonet_ext.utils.bundle import BundleStage, bundle_root
 
 
 def test_select_channel_keeps_background_and_one_class():
@@ -132,3 +134,19 @@ def test_expected_calibration_error():
     assert expected_calibration_error([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == pytest.approx(0.0)
     assert expected_calibration_error([1, 1, 1, 1], [0.0, 0.0, 0.0, 0.0]) == pytest.approx(1.0)
     assert expected_calibration_error([0, 0, 1, 1], [0.05, 0.05, 0.75, 0.75]) == pytest.approx(0.5 * 0.05 + 0.5 * 0.25)
+
+
+def test_a_bundle_stage_loads_every_network_its_bundle_loads():
+    """NeoSeg as a stage of a chain (NeoCls, MONAI Label, Deploy) with its tumour refiner on serves the
+    shipped refiner weights, not a freshly initialised network: the stage runs the bundle's ``initialize``."""
+    root = Path(bundle_root("neoseg"))
+    stage = BundleStage(root, "NeoSeg", overrides={"refine_tumour": True, "datalist": []})
+    for key, weights in (("network", "model.pt"), ("refiner", "refiner.pt")):
+        expected = torch.load(root / "models" / weights, map_location="cpu", weights_only=True)
+        loaded = stage[key].state_dict()
+        assert loaded.keys() == expected.keys()
+        for name, value in expected.items():
+            torch.testing.assert_close(loaded[name], value, msg=f"{key} {name} not loaded from {weights}")
+    # the runner's post-processing refines with that same network
+    refine = next(t for t in stage["postprocessing"].transforms if type(t).__name__ == "TumourRefined")
+    assert refine.refine.network is stage["refiner"]

@@ -111,8 +111,11 @@ class BundleStage:
     """Another bundle's parsed config, to run that bundle as one stage of a chain.
 
     Reads ``config_file`` of the bundle at ``bundle_root`` (with ``bundle_root`` set to that
-    folder and ``overrides`` applied) and loads its weights (``weights_key``) into its
-    network (``network_key``). Components are then parsed on demand: ``stage["preprocessing"]``.
+    folder and ``overrides`` applied) and runs its ``initialize`` section, as ``monai.bundle run``
+    does before ``run``: the bundle's own version check, seed and weight loading, so the stage
+    loads every network the bundle loads (NeoSeg's tumour refiner included) and nothing is
+    restated here. Components are then parsed on demand: ``stage["preprocessing"]``, the same
+    objects ``initialize`` loaded.
 
     Args:
         bundle_root: the other bundle's folder.
@@ -133,12 +136,8 @@ class BundleStage:
         root_option: str = "--bundle_root",
         config_file: str = "configs/inference.json",
         overrides: Mapping[str, Any] | None = None,
-        network_key: str = "network",
-        weights_key: str = "checkpoint",
     ) -> None:
         from monai.bundle import ConfigParser
-
-        from neonet_ext.engines.checkpoints import load_weights
 
         root = Path(bundle_root).resolve()
         config = root / config_file
@@ -149,7 +148,8 @@ class BundleStage:
         self.parser["bundle_root"] = str(root)
         for key, value in (overrides or {}).items():
             self.parser[key] = value
-        self.network = load_weights(self[network_key], self[weights_key], what=name)
+        if "initialize" in self.parser.config:
+            self.parser.get_parsed_content("initialize")
 
     def __getitem__(self, id: str) -> Any:
         """The parsed (instantiated) config item ``id``."""
