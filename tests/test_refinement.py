@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 
 from neonet_ext.networks import REFINER_IN_CHANNELS, tumour_refiner
-from neonet_ext.transforms import InputGridArgmax, RefinerInputsd, TumourRefine, TumourRefined, refiner_inputs
+from neonet_ext.transforms import REFINER_FLIPS, InputGridArgmax, RefinerInputsd, TumourRefine, TumourRefined, refiner_inputs
 
 NETWORK_AFFINE = torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0], dtype=torch.float64))
 
@@ -124,3 +124,44 @@ def test_the_dictionary_version_writes_the_input_grid_and_refuses_another_image(
     np.testing.assert_allclose(out.affine.numpy(), affine.numpy())
     with pytest.raises(ValueError, match="input_image has shape"):
         refine({"pred": probabilities, "input_image": image[:, :8], "image": orig})
+
+
+class ShiftRight(torch.nn.Module):
+    """ShiftSuperior along the first array axis: on a RAS-ordered array the labels move one voxel to the right."""
+
+    def __init__(self, direction: int = 1) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(REFINER_IN_CHANNELS, 3, kernel_size=(3, 1, 1), padding=(1, 0, 0))
+        tap = 0 if direction > 0 else 2  # output x reads input x - 1 (right) or x + 1 (left)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
+            self.conv.weight[0, 1, tap, 0, 0] = self.conv.weight[0, 2, tap, 0, 0] = -1.0
+            self.conv.weight[1, 1, tap, 0, 0] = self.conv.weight[2, 2, tap, 0, 0] = 1.0
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_mirrored_passes_are_flipped_back_before_their_probabilities_are_averaged():
+    probabilities = probabilities_with_a_tumour()
+    affine, shape = permuted_flipped_input_grid()
+    image = MetaTensor(torch.rand(1, *shape), affine=affine)
+
+    def refined(network, flips):
+        return TumourRefine(network, roi_size=(64, 64, 64), margin_mm=6.0, flips=flips)(probabilities, image)[0]
+
+    right, left = refined(ShiftRight(1), [()]), refined(ShiftRight(-1), [()])
+    assert not torch.equal(right, left)
+    # mirrored along R-L and back, a shift to the right is a shift to the left; along A-P it is still one to the right
+    assert torch.equal(refined(ShiftRight(1), [(0,)]), left)
+    assert torch.equal(refined(ShiftRight(1), [(1,)]), right)
+    # a pointwise network is unchanged by the default flips (averaged probabilities of equal passes)
+    pointwise = torch.nn.Conv3d(REFINER_IN_CHANNELS, 3, 1)
+    torch.testing.assert_close(refined(pointwise, REFINER_FLIPS), refined(pointwise, [()]), rtol=0, atol=0)
+    # both directions averaged: each voxel takes one of the two passes' labels, and the tumour is the union's core
+    both = refined(ShiftRight(1), [(), (0,)])
+    assert ((both == right) | (both == left)).all()
+    assert not torch.equal(both, right) and not torch.equal(both, left)
+    with pytest.raises(ValueError, match="RAS axis"):
+        TumourRefine(pointwise, flips=[(3,)])

@@ -6,7 +6,7 @@ from neonet_ext.transforms.inversion import InputGridArgmax, InputGridArgmaxd
 from neonet_ext.transforms.latents import LoadLatentd, SelectLatentViewd
 from neonet_ext.transforms.loading import INPUT_WARNINGS, LoadScan, LoadScand, scan_meta
 from neonet_ext.transforms.masking import UNMASKED, MaskImaged
-from neonet_ext.transforms.refinement import REFINER_INTENSITY_PERCENTILES, RefinerInputsd, TumourRefine, TumourRefined, refiner_inputs
+from neonet_ext.transforms.refinement import REFINER_FLIPS, REFINER_INTENSITY_PERCENTILES, RefinerInputsd, TumourRefine, TumourRefined, refiner_inputs
 from neonet_ext.transforms.tumour_mask import MIN_TUMOUR_VOLUME_ML, CleanTumourLabel, CleanTumourLabeld
 from neonet_ext.transforms.tlcr import TLCR, TLCR_ROI_SIZE, TLCRd, tlcr_window, tumour_bounding_box
 from neonet_ext.transforms.views import PatchView, PatchViewd, patch_views
@@ -35,6 +35,7 @@ __all__ = [
     "patch_views",
     "patch_problem",
     "MIN_TUMOUR_VOLUME_ML",
+    "REFINER_FLIPS",
     "REFINER_INTENSITY_PERCENTILES",
     "RefinerInputsd",
     "TumourRefine",

@@ -9,7 +9,9 @@ around the box (where the image has it), as in training, never zero padding next
 refiner sharpens a found tumour, it does not search for one.
 
 The refiner is convolutional and was trained on RAS-ordered arrays (slice axis last), so the box is reordered to RAS
-(axes permuted and flipped, never resampled) before it and back after it.
+(axes permuted and flipped, never resampled) before it and back after it. Its class probabilities are averaged over
+mirror images of the box (:data:`REFINER_FLIPS`, flipped back before averaging): a test-time augmentation that costs
+one refiner pass per flip and gains tumour Dice on held-out cases (NeoSeg docs, "Tumour refiner").
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ from monai.utils import GridSamplePadMode
 from neonet_ext.labels import LIVER, TUMOUR
 from neonet_ext.transforms.inversion import InputGridArgmax, grown_box, voxel_shift, with_input_meta
 
-__all__ = ["REFINER_INTENSITY_PERCENTILES", "RefinerInputsd", "TumourRefine", "TumourRefined", "refiner_inputs"]
+__all__ = ["REFINER_FLIPS", "REFINER_INTENSITY_PERCENTILES", "RefinerInputsd", "TumourRefine", "TumourRefined", "refiner_inputs"]
 
 #: Percentiles of the whole input image mapped to 0 and 1 (clipped) for the refiner, in training and inference.
 REFINER_INTENSITY_PERCENTILES = (0.5, 99.5)
+
+#: The mirror images of the RAS-ordered box whose refiner probabilities are averaged: each entry is the RAS axes
+#: (0 right, 1 anterior, 2 superior) flipped, ``()`` the box as it is.
+REFINER_FLIPS: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (0, 1))
 
 
 def refiner_inputs(image: torch.Tensor, probabilities: torch.Tensor, intensity_range: Sequence[float]) -> torch.Tensor:
@@ -70,6 +76,8 @@ class TumourRefine(Transform):
         sw_batch_size, overlap: of the sliding window.
         device: where the refiner runs (default: where its weights are).
         bfloat16: run it under bfloat16 autocast on CPU.
+        flips: RAS axes to mirror the box along, one entry per refiner pass; the passes' class probabilities are
+            averaged (``((),)``: one pass, no test-time augmentation).
         align_corners: as the ``Spacingd`` that made the network grid.
     """
 
@@ -82,9 +90,13 @@ class TumourRefine(Transform):
         overlap: float = 0.25,
         device: str | torch.device | None = None,
         bfloat16: bool = False,
+        flips: Sequence[Sequence[int]] = REFINER_FLIPS,
         align_corners: bool = False,
     ) -> None:
+        if not flips or any(not set(axes) <= {0, 1, 2} for axes in flips):
+            raise ValueError(f"flips must be a non-empty list of RAS axis tuples (0, 1, 2), got {flips}")
         self.network = network
+        self.flips = [tuple(int(a) for a in axes) for axes in flips]
         self.argmax = InputGridArgmax(align_corners)
         self.resample = SpatialResample(mode="bilinear", padding_mode=GridSamplePadMode.BORDER,
                                         align_corners=align_corners, dtype=torch.float32)
@@ -138,9 +150,15 @@ class TumourRefine(Transform):
         ras = Orientation(axcodes="RAS", labels=None)(inputs)
         device = self.device or next(self.network.parameters()).device
         self.network.eval()
+        box = ras.as_tensor()[None].to(device)
+        probabilities = 0.0
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bfloat16 and device.type == "cpu"):
-            logits = self.inferer(ras.as_tensor()[None].to(device), self.network)[0]
-        relabelled = MetaTensor(logits.float().argmax(0, keepdim=True).to(torch.uint8).cpu(), affine=ras.affine)
+            for axes in self.flips:
+                dims = [2 + a for a in axes]  # (batch, channel, x, y, z)
+                logits = self.inferer(box.flip(dims) if dims else box, self.network)
+                mirrored = logits.float().softmax(1)
+                probabilities = probabilities + (mirrored.flip(dims) if dims else mirrored)
+        relabelled = MetaTensor(probabilities[0].argmax(0, keepdim=True).to(torch.uint8).cpu(), affine=ras.affine)
         back = Orientation(axcodes="".join(nib.aff2axcodes(np.asarray(inputs.affine))), labels=None)(relabelled)
         if tuple(back.shape[1:]) != tuple(inputs.shape[1:]):
             raise RuntimeError(f"the refiner's labels came back in shape {tuple(back.shape)}, not {(1, *inputs.shape[1:])}")
