@@ -15,6 +15,7 @@ from monai.data import MetaTensor
 from neonet_ext.data.synthetic import SyntheticCohortConfig, generate_case, write_cohort
 from neonet_ext.engines.checkpoints import PretrainedWeightsLoader, latest_checkpoint, load_checkpoint, load_weights
 from neonet_ext.metrics import HausdorffDistanceMMMetric, select_channel
+from neonet_ext.transforms import REFINER_FLIPS
 from neonet_ext.utils.bundle import BundleStage, bundle_root
 
 
@@ -150,3 +151,15 @@ def test_a_bundle_stage_loads_every_network_its_bundle_loads():
     # the runner's post-processing refines with that same network
     refine = next(t for t in stage["postprocessing"].transforms if type(t).__name__ == "TumourRefined")
     assert refine.refine.network is stage["refiner"]
+
+
+def test_the_refiners_flips_are_a_setting_of_neoseg_inference_and_of_its_run_identity():
+    root = Path(bundle_root("neoseg"))
+    runs = {}
+    for name, flips in (("default", None), ("one pass", [[]])):
+        overrides = {"datalist": []} if flips is None else {"datalist": [], "refiner_flips": flips}
+        stage = BundleStage(root, "NeoSeg", overrides=overrides)
+        refine = next(t for t in stage["postprocessing"].transforms if type(t).__name__ == "TumourRefined")
+        runs[name] = (refine.refine.flips, stage["runner"].run_sha1())
+    assert runs["default"][0] == [tuple(axes) for axes in REFINER_FLIPS] and runs["one pass"][0] == [()]
+    assert runs["default"][1] != runs["one pass"][1]  # a re-run with other flips does not keep the earlier outputs
