@@ -2,7 +2,8 @@
 network grid's argmax resampled by nearest neighbour (before bundle 0.3.0); the probabilities resampled linearly
 by ``Invertd``, then the argmax (0.3.0 to 0.4.1); ``InputGridArgmaxd``, which gives the same labels as the
 latter but resamples only around the non-background voxels (0.4.2); and ``TumourRefined`` with the shipped
-tumour refiner (``models/refiner.pt``, 0.6.0), which also labels the tumour's box again on the input grid.
+tumour refiner (``models/refiner.pt``), which also labels the tumour's box again on the input grid: one pass
+(0.6.0) and averaged over the config's ``refiner_flips`` mirror images (0.6.1).
 
     .venv/bin/python benchmarks/bench_neoseg_inversion.py [--rounds 5] [--full-size]
 
@@ -73,17 +74,17 @@ def main() -> None:
         return InputGridArgmaxd("pred", orig_key="image")(network_output())["pred"]
 
     refiner = load_weights(tumour_refiner().eval(), BUNDLE / "models" / "refiner.pt", what="tumour refiner")
-    refine = TumourRefined("pred", image_key="input_image", orig_key="image", network=refiner,
-                           bfloat16=bundle.get_parsed_content("refiner_bfloat16"))
-
-    def refined_labels() -> torch.Tensor:
-        return refine(network_output())["pred"]
+    bfloat16 = bundle.get_parsed_content("refiner_bfloat16")
+    refine_once, refine_mirrored = (
+        TumourRefined("pred", image_key="input_image", orig_key="image", network=refiner, bfloat16=bfloat16, flips=flips)
+        for flips in ([()], bundle.get_parsed_content("refiner_flips")))
 
     differing = int((invertd(False).as_tensor().to(torch.uint8) != input_grid_argmax().as_tensor()).sum())
     steps = {"forward (sliding window)": forward, "labels, nearest (before 0.3.0)": lambda: invertd(True),
              "probabilities, linear (Invertd), then argmax (0.3.0-0.4.1)": lambda: invertd(False),
              "the same labels by InputGridArgmaxd (0.4.2)": input_grid_argmax,
-             "InputGridArgmaxd, then the tumour refiner (TumourRefined, 0.6.0)": refined_labels}
+             "InputGridArgmaxd, then the tumour refiner, one pass (0.6.0)": lambda: refine_once(network_output())["pred"],
+             "the same, mirror images averaged (0.6.1)": lambda: refine_mirrored(network_output())["pred"]}
     medians = median_times_in_turn(steps, args.rounds)
     print(f"case_000 (seed 0), {'x'.join(map(str, case.image.shape))} voxels; network grid "
           f"{'x'.join(map(str, probabilities.shape[1:]))}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
