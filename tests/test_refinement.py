@@ -34,18 +34,23 @@ def permuted_flipped_input_grid() -> tuple[torch.Tensor, tuple[int, int, int]]:
     return affine, (16, 32, 34)
 
 
-class ShiftSuperior(torch.nn.Module):
-    """Copies NeoSeg's classes one voxel towards the third array axis: the labels (background = 1 - liver - tumour)
-    at voxel z are the inputs' at z - 1. On a RAS-ordered array that is one voxel towards superior."""
+class ShiftClasses(torch.nn.Module):
+    """Copies NeoSeg's classes one voxel along array axis ``axis``: the labels (background = 1 - liver - tumour) at
+    voxel i are the inputs' at i - 1 (``direction`` 1) or i + 1 (-1). On a RAS-ordered array, axis 2 with direction 1
+    is one voxel towards superior, axis 0 one voxel to the right."""
 
-    def __init__(self) -> None:
+    def __init__(self, axis: int = 2, direction: int = 1) -> None:
         super().__init__()
-        self.conv = torch.nn.Conv3d(REFINER_IN_CHANNELS, 3, kernel_size=(1, 1, 3), padding=(0, 0, 1))
+        size = [1, 1, 1]
+        size[axis] = 3
+        self.conv = torch.nn.Conv3d(REFINER_IN_CHANNELS, 3, kernel_size=size, padding=[(k - 1) // 2 for k in size])
+        tap = [0, 0, 0]
+        tap[axis] = 0 if direction > 0 else 2
         with torch.no_grad():
             self.conv.weight.zero_()
             self.conv.bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
-            self.conv.weight[0, 1, 0, 0, 0] = self.conv.weight[0, 2, 0, 0, 0] = -1.0
-            self.conv.weight[1, 1, 0, 0, 0] = self.conv.weight[2, 2, 0, 0, 0] = 1.0
+            self.conv.weight[(0, 1, *tap)] = self.conv.weight[(0, 2, *tap)] = -1.0
+            self.conv.weight[(1, 1, *tap)] = self.conv.weight[(2, 2, *tap)] = 1.0
 
     def forward(self, x):
         return self.conv(x)
@@ -56,7 +61,7 @@ def test_the_refiner_works_in_ras_order_and_its_labels_return_to_the_input_axes(
     affine, shape = permuted_flipped_input_grid()
     image = MetaTensor(torch.rand(1, *shape), affine=affine)
     plain = InputGridArgmax()(probabilities, affine, shape)[0]
-    refined = TumourRefine(ShiftSuperior(), roi_size=(64, 64, 64), margin_mm=6.0)(probabilities, image)[0]
+    refined = TumourRefine(ShiftClasses(axis=2), roi_size=(64, 64, 64), margin_mm=6.0)(probabilities, image)[0]
     assert refined.shape == plain.shape and (plain == 2).sum() > 50
 
     # array axis 0 runs inferior: one voxel superior is index - 1 along it
@@ -126,23 +131,6 @@ def test_the_dictionary_version_writes_the_input_grid_and_refuses_another_image(
         refine({"pred": probabilities, "input_image": image[:, :8], "image": orig})
 
 
-class ShiftRight(torch.nn.Module):
-    """ShiftSuperior along the first array axis: on a RAS-ordered array the labels move one voxel to the right."""
-
-    def __init__(self, direction: int = 1) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv3d(REFINER_IN_CHANNELS, 3, kernel_size=(3, 1, 1), padding=(1, 0, 0))
-        tap = 0 if direction > 0 else 2  # output x reads input x - 1 (right) or x + 1 (left)
-        with torch.no_grad():
-            self.conv.weight.zero_()
-            self.conv.bias.copy_(torch.tensor([1.0, 0.0, 0.0]))
-            self.conv.weight[0, 1, tap, 0, 0] = self.conv.weight[0, 2, tap, 0, 0] = -1.0
-            self.conv.weight[1, 1, tap, 0, 0] = self.conv.weight[2, 2, tap, 0, 0] = 1.0
-
-    def forward(self, x):
-        return self.conv(x)
-
-
 def test_mirrored_passes_are_flipped_back_before_their_probabilities_are_averaged():
     probabilities = probabilities_with_a_tumour()
     affine, shape = permuted_flipped_input_grid()
@@ -151,16 +139,16 @@ def test_mirrored_passes_are_flipped_back_before_their_probabilities_are_average
     def refined(network, flips):
         return TumourRefine(network, roi_size=(64, 64, 64), margin_mm=6.0, flips=flips)(probabilities, image)[0]
 
-    right, left = refined(ShiftRight(1), [()]), refined(ShiftRight(-1), [()])
+    right, left = refined(ShiftClasses(axis=0, direction=1), [()]), refined(ShiftClasses(axis=0, direction=-1), [()])
     assert not torch.equal(right, left)
     # mirrored along R-L and back, a shift to the right is a shift to the left; along A-P it is still one to the right
-    assert torch.equal(refined(ShiftRight(1), [(0,)]), left)
-    assert torch.equal(refined(ShiftRight(1), [(1,)]), right)
+    assert torch.equal(refined(ShiftClasses(axis=0, direction=1), [(0,)]), left)
+    assert torch.equal(refined(ShiftClasses(axis=0, direction=1), [(1,)]), right)
     # a pointwise network is unchanged by the default flips (averaged probabilities of equal passes)
     pointwise = torch.nn.Conv3d(REFINER_IN_CHANNELS, 3, 1)
     torch.testing.assert_close(refined(pointwise, REFINER_FLIPS), refined(pointwise, [()]), rtol=0, atol=0)
     # both directions averaged: each voxel takes one of the two passes' labels, and the tumour is the union's core
-    both = refined(ShiftRight(1), [(), (0,)])
+    both = refined(ShiftClasses(axis=0, direction=1), [(), (0,)])
     assert ((both == right) | (both == left)).all()
     assert not torch.equal(both, right) and not torch.equal(both, left)
     with pytest.raises(ValueError, match="RAS axis"):
