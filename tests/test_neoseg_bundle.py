@@ -14,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from scipy import ndimage
 
 from bundle_runs import TWO_CPU_PROCESSES, check_two_rank_run, parse_configs, run_bundle
 from neonet_ext.data.patches import load_patch_datalist
@@ -515,6 +516,17 @@ def test_tumour_errors_splits_boundary_errors_by_tissue_and_refuses_another_coho
     assert errors["false_negative"] == errors["false_negative_outer_layer"] == 24
     assert script.volume_bin(1.0) == "0-2 ml" and script.volume_bin(12.0) == "10-30 ml" and script.volume_bin(40) == ">= 30 ml"
 
+    # the intensity oracle: exact on a clean edge; a dark halo in the liver fools the midpoint, not every threshold
+    image = np.where(truth == 2, 0.4, np.where(truth == 1, 1.0, 0.1)).astype(np.float32)
+    assert script.intensity_oracle(image, truth) == {"midpoint": 1.0, "best": 1.0}
+    halo = ndimage.binary_dilation(truth == 2, ndimage.generate_binary_structure(3, 1)) & (truth == 1)
+    image[halo] = 0.62
+    oracle = script.intensity_oracle(image, truth)
+    assert oracle["midpoint"] == pytest.approx(2 * 144 / (2 * 144 + halo.sum())) and oracle["best"] == 1.0
+    noise = np.random.default_rng(0).uniform(0.2, 1.2, truth.shape).astype(np.float32)
+    assert script.intensity_oracle(noise, truth)["best"] < 0.7
+    assert np.isnan(script.intensity_oracle(image, truth * (truth == 1))["midpoint"])
+
     # a held-out folder as evaluate_heldout.py leaves it: a perfect label map for case 0 of a 2-case cohort
     from neonet_ext.data.synthetic import generate_case, scoring_cohort_config
 
@@ -522,15 +534,23 @@ def test_tumour_errors_splits_boundary_errors_by_tissue_and_refuses_another_coho
     seg_dir = tmp_path / "seed_5" / "neoseg" / "case_000"
     seg_dir.mkdir(parents=True)
     nib.save(nib.Nifti1Image(case.label, case.affine), seg_dir / "case_000_seg.nii.gz")
-    (tmp_path / "seed_5" / "cohort" / "labelsTr").mkdir(parents=True)
+    for folder in ("labelsTr", "imagesTr"):
+        (tmp_path / "seed_5" / "cohort" / folder).mkdir(parents=True)
     for index in (0, 1):
         truth = generate_case(index, 5, scoring_cohort_config(2)).label
         nib.save(nib.Nifti1Image(truth, case.affine), tmp_path / "seed_5" / "cohort" / "labelsTr" / f"case_{index:03d}.nii.gz")
+    with pytest.raises(SystemExit, match="imagesTr/case_000.nii.gz: missing"):
+        script.main(["--out", str(tmp_path), "--seeds", "5", "--cases", "2"])
+    nib.save(nib.Nifti1Image(case.image, case.affine), tmp_path / "seed_5" / "cohort" / "imagesTr" / "case_000.nii.gz")
     assert script.main(["--out", str(tmp_path), "--seeds", "5", "--cases", "2"]) == 0
     summary = json.loads((tmp_path / "tumour_errors.json").read_text())
     assert summary["n_cases"] == 1 and summary["false_positive"] == summary["false_negative"] == 0
+    oracle = script.intensity_oracle(case.image, case.label)
+    assert summary["found_tumours"] == summary["all_tumours"] == {
+        "n": 1, "dice_tumour": 1.0, "oracle_midpoint": oracle["midpoint"], "oracle_best": oracle["best"]}
+    assert 0.5 < oracle["midpoint"] <= oracle["best"] < 1.0
     assert summary["missing"] == [str(tmp_path / "seed_5" / "neoseg" / "case_001" / "case_001_seg.nii.gz")]
-    assert list(summary["dice_tumour_by_volume"].values())[0]["mean"] == 1.0
+    assert list(summary["dice_tumour_by_volume"].values())[0]["dice_tumour"] == 1.0
     assert "1 label maps missing" in capsys.readouterr().out
     other_cohort = generate_case(0, 6, scoring_cohort_config(2)).label
     nib.save(nib.Nifti1Image(other_cohort, case.affine), tmp_path / "seed_5" / "cohort" / "labelsTr" / "case_000.nii.gz")

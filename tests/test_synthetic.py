@@ -20,6 +20,7 @@ from scipy import ndimage
 from neonet_ext.data.synthetic import (
     GENERATOR_VERSION,
     IMAGING_SIGNS,
+    NOISE_FREE_SNR,
     SyntheticCohortConfig,
     cohort,
     generate_case,
@@ -402,3 +403,17 @@ if __name__ == "__main__":
         write_cohort(folder, 3, seed=7, config=TINY, verbose=False)
         COHORT_SUMMARY.write_text(json.dumps(cohort_summary(Path(folder)), indent=1) + "\n")
     print(f"wrote {COHORT_SUMMARY}")
+
+
+def test_a_noise_free_twin_has_the_same_phantom_labels_and_signs_without_the_noise():
+    noisy_config = dataclasses.replace(scoring_cohort_config(2), shape=TINY.shape)
+    twin_config = dataclasses.replace(scoring_cohort_config(2, noise_free=True), shape=TINY.shape)
+    noisy, twin = generate_case(0, 3, noisy_config), generate_case(0, 3, twin_config)
+    assert np.array_equal(noisy.label, twin.label) and np.array_equal(noisy.affine, twin.affine)
+    differ = {k for k in noisy.record if noisy.record[k] != twin.record[k]}
+    assert differ == {"snr"} and twin.record["snr"] == NOISE_FREE_SNR
+    liver = noisy.label == 1
+    residual = noisy.image[liver] - twin.image[liver]
+    # the twin is the noisy image's mean: the difference is the noise (sigma = intensity scale / SNR), centred
+    assert residual.std() == pytest.approx(noisy.record["intensity_scale"] / noisy.record["snr"], rel=0.1)
+    assert abs(residual.mean()) < 0.2 * residual.std()

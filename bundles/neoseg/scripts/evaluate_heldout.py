@@ -13,6 +13,8 @@ generator's ground truth on that grid:
   no tumour voxel on the true tumour: none at all (NeoCls then gets no probability for it), or
   only elsewhere (NeoCls then reads the wrong place).
 
+``--noise_free`` scores the cohorts' noise-free twins instead (same phantoms and label maps).
+
 Writes ``OUT/cases.csv`` (one row per case) and ``OUT/metrics.json`` (means, counts), prints a
 table. Arguments after ``--`` go to the inference runs (e.g. ``-- --checkpoint other.pt``);
 ``--config_file`` layers other configs (a list ``"['a.json','b.json']"``).
@@ -66,9 +68,9 @@ def score_case(seg_file: Path, label_file: Path) -> dict[str, float | bool]:
     return row
 
 
-def run_cohort(out: Path, seed: int, cases: int, config_file: str, extra: list[str]) -> list[dict]:
+def run_cohort(out: Path, seed: int, cases: int, config_file: str, extra: list[str], noise_free: bool = False) -> list[dict]:
     cohort = out / "cohort"
-    write_cohort_once(cohort, cases, seed, scoring_cohort_config(cases))
+    write_cohort_once(cohort, cases, seed, scoring_cohort_config(cases, noise_free))
     segmentations = out / "neoseg"
     # a re-run keeps the cases an earlier (perhaps interrupted) run finished with the same input and weights;
     # a failed case makes the run exit non-zero; it is then missing below and reported
@@ -94,16 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[777])
     parser.add_argument("--cases", type=int, default=48, help="cases per cohort")
     parser.add_argument("--config_file", default=str(BUNDLE / "configs" / "inference.json"))
+    parser.add_argument("--noise_free", action="store_true",
+                        help="the cohorts' noise-free twins (same phantoms and labels, no noise); use another --out")
     parser.add_argument("bundle_args", nargs="*", help="after --: overrides for monai.bundle run")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     rows = [r for seed in args.seeds
-            for r in run_cohort(args.out / f"seed_{seed}", seed, args.cases, args.config_file, args.bundle_args)]
+            for r in run_cohort(args.out / f"seed_{seed}", seed, args.cases, args.config_file, args.bundle_args,
+                                args.noise_free)]
     table = pd.DataFrame(rows)
     scored = table[table["error"].isna()] if "error" in table else table
     with_tumour = scored[scored["tumour_in_truth"]]
     metrics = {
-        "seeds": args.seeds, "cases_per_cohort": args.cases, "n_cases": len(table), "n_scored": len(scored),
+        "seeds": args.seeds, "cases_per_cohort": args.cases, "noise_free": args.noise_free, "n_cases": len(table), "n_scored": len(scored),
         "dice_liver": float(scored["dice_liver"].mean()), "dice_tumour": float(with_tumour["dice_tumour"].mean()),
         "hd95_liver_mm": float(scored["hd95_liver_mm"].mean()), "hd95_tumour_mm": float(with_tumour["hd95_tumour_mm"].mean()),
         "n_with_tumour": len(with_tumour), "missed_tumours": int((~with_tumour["tumour_hit"]).sum()),

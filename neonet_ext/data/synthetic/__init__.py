@@ -66,6 +66,7 @@ from __future__ import annotations
 
 from neonet_ext.data.synthetic.anatomy import TISSUE_INTENSITY
 from neonet_ext.data.synthetic.cohort import (
+    NOISE_FREE_SNR,
     SyntheticCase,
     generate_case,
     scoring_cohort_config,
@@ -86,6 +87,7 @@ from neonet_ext.data.synthetic.latents import (
 __all__ = [
     "GENERATOR_VERSION",
     "IMAGING_SIGNS",
+    "NOISE_FREE_SNR",
     "TISSUE_INTENSITY",
     "CaseLatents",
     "SyntheticCase",

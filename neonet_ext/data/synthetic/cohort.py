@@ -245,10 +245,20 @@ def _write_cohort(
     return summary
 
 
-def scoring_cohort_config(n_cases: int) -> SyntheticCohortConfig:
+#: Liver SNR of a noise-free twin cohort: the noise is then far below the int16 rounding.
+NOISE_FREE_SNR = 1e6
+
+
+def scoring_cohort_config(n_cases: int, noise_free: bool = False) -> SyntheticCohortConfig:
     """Settings of a cohort that scores a model: one permuted block of all ``n_cases``, so it holds
-    exactly the configured PNI+ share, and int16 images, as scanners write them."""
-    return SyntheticCohortConfig(block_size=n_cases, image_dtype="int16")
+    exactly the configured PNI+ share, and int16 images, as scanners write them.
+
+    ``noise_free`` gives the cohort's noise-free twin: the same phantoms, label maps and records
+    (the SNR is drawn from its own range, so every other draw is unchanged) without their noise,
+    to tell what noise costs a model from what the phantoms' partial volume, halo and texture cost.
+    """
+    snr = (NOISE_FREE_SNR, NOISE_FREE_SNR) if noise_free else SyntheticCohortConfig.snr
+    return SyntheticCohortConfig(block_size=n_cases, image_dtype="int16", snr=snr)
 
 
 def write_cohort_once(
