@@ -40,11 +40,11 @@ from neonet_ext.utils.io import atomic_write
 
 #: Upper edges (ml) of the true-volume bins of the Dice table; the last bin is open.
 VOLUME_BINS_ML = (2.0, 5.0, 10.0, 30.0)
-#: The intensity oracle is told the true tumour boundary to within this many voxels (face-connected steps).
+#: The intensity oracle is told the true tumour boundary to within this many voxels (face-connected steps,
+#: scipy's default structure).
 ORACLE_BAND_VOXELS = 2
 #: Its thresholds, as fractions of the way from the tumour core's median intensity to the nearby liver's.
 ORACLE_FRACTIONS = tuple(np.round(np.linspace(0.2, 0.8, 13), 2))
-FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
 
 
 def intensity_oracle(image: np.ndarray, label: np.ndarray) -> dict[str, float]:
@@ -61,9 +61,9 @@ def intensity_oracle(image: np.ndarray, label: np.ndarray) -> dict[str, float]:
     if not truth.any():
         return {"midpoint": float("nan"), "best": float("nan")}
     band = ORACLE_BAND_VOXELS
-    core = ndimage.binary_erosion(truth, FACE_CONNECTIVITY, band)
-    outside = ndimage.binary_dilation(truth, FACE_CONNECTIVITY, band)
-    near_liver = ndimage.binary_dilation(truth, FACE_CONNECTIVITY, 2 * band) & ~outside & (label == LIVER)
+    core = ndimage.binary_erosion(truth, iterations=band)
+    outside = ndimage.binary_dilation(truth, iterations=band)
+    near_liver = ndimage.binary_dilation(truth, iterations=2 * band) & ~outside & (label == LIVER)
     t_core = np.median(image[core if core.any() else truth])
     t_liver = np.median(image[near_liver if near_liver.any() else label == LIVER])
     in_band = outside & ~core
@@ -144,10 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with_tumour = sorted((row for row in rows if row["tumour_voxels"]), key=lambda r: r["tumour_volume_ml"])
     every = np.array([[row[k] for k in scored] for row in with_tumour]).reshape(-1, len(scored))
-    bins: dict[str, np.ndarray] = {}
-    for row, scores in zip(with_tumour, every):
-        name = volume_bin(row["tumour_volume_ml"])
-        bins[name] = np.vstack([bins.get(name, np.empty((0, len(scored)))), scores])
+    names = [volume_bin(row["tumour_volume_ml"]) for row in with_tumour]
+    bins = {name: every[[n == name for n in names]] for name in dict.fromkeys(names)}
     # where NeoSeg put some tumour on the true one: its boundary against the oracle's, detection aside
     found = every[every[:, 0] > 0]
     summary = {
