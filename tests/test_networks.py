@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from monai.networks.nets import AutoencoderKL
-from neonet_ext.networks.nets.pattennet import REGION_CHANNELS, PattenNetFromLatents, region_fractions, region_means
+from neonet_ext.networks.nets.pattennet import (
+    REGION_CHANNELS,
+    PattenNetFromLatents,
+    attention_means,
+    region_fractions,
+    region_means,
+)
 from neonet_ext.networks import (
     CLASSIFIER_NAMES,
     ChannelAttention,
@@ -249,6 +255,37 @@ def test_region_means_keep_a_tumour_smaller_than_half_a_cell_and_read_fractions_
     assert pooled[0, 0] == 7.0 and pooled[0, -1] == pytest.approx(math.log(1.5))
 
 
+def test_attention_means_read_what_the_gate_points_at():
+    """The first vector is the gate-weighted mean of the ungated features: moving the gate moves it."""
+    fractions = torch.zeros(1, 2, 7, 7, 7)
+    fractions[:, 0] = 1.0
+    fractions[:, 1, 3, 3, 3] = 1.0
+    features = torch.full((1, 1, 7, 7, 7), 3.0)
+    features[0, 0, 3, 3, 3] = 1.0  # the tumour
+    on_tumour = torch.full((1, 1, 7, 7, 7), 0.01)
+    on_tumour[0, 0, 3, 3, 3] = 1.0
+    pooled = attention_means(features * on_tumour, on_tumour, fractions, rim=1, far=2)
+    weighted = (1.0 + 3.0 * 0.01 * 342) / (1.0 + 0.01 * 342)
+    torch.testing.assert_close(pooled, torch.tensor([[weighted, 3.0 * 0.01, weighted - 0.03, math.log(2)]]))
+    even = torch.full((1, 1, 7, 7, 7), 0.5)
+    assert attention_means(features * even, even, fractions)[0, 0] == pytest.approx((1.0 + 3.0 * 342) / 343)
+    assert attention_means(features, None, fractions)[0, 0] == pytest.approx((1.0 + 3.0 * 342) / 343)
+
+
+def test_pattennet_attention_pooling_reaches_the_logits_through_the_last_gate():
+    net = tiny_pattennet(num_blocks=2, pooling="attention").eval()
+    x = patches()
+    x[:, 1] *= (x[:, 1] > 1.0)
+    z = net.encode(x)
+    assert z.shape[1] == 2 * LATENT + REGION_CHANNELS and net.masked_pooling
+    assert net.head[-1].in_features == 3 * 8 + 1
+    torch.testing.assert_close(PattenNetFromLatents(net)(z), net(x))
+    logits = net(x)
+    with torch.no_grad():
+        net.stages[-1].attention.spatial_attention.conv.bias += 3.0  # every cell's gate nearer 1: another weighting
+    assert not torch.allclose(net(x), logits)
+
+
 def test_region_fractions_read_the_tlcr_masks_off_the_patch():
     patch = torch.zeros(1, 2, 4, 4, 4)
     patch[0, 0, :2] = 0.7  # tissue: half the patch
@@ -272,7 +309,7 @@ def test_pattennet_region_pooling_carries_the_fractions_with_the_latent():
     assert not torch.allclose(PattenNetFromLatents(net)(moved), net(x))
 
 
-@pytest.mark.parametrize("pooling", ["avg", "avgmax", "regions"])
+@pytest.mark.parametrize("pooling", ["avg", "avgmax", "regions", "attention"])
 def test_pattennet_scripts_with_every_pooling(pooling):
     """TorchScript (the zoo's export) compiles every pooling branch and gives the eager logits."""
     from neonet_ext.networks import neogen_autoencoder

@@ -23,12 +23,15 @@ __all__ = [
     "FrozenLatentEncoder",
     "region_fractions",
     "region_means",
+    "attention_means",
     "upsample_attention_map",
 ]
 
 _INTERPOLATION_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 #: pooling of PattenNet's last stage -> (vectors of its width, extra scalars) the head reads
-_POOLINGS = {"avg": (1, 0), "avgmax": (2, 0), "regions": (5, 1)}
+_POOLINGS = {"avg": (1, 0), "avgmax": (2, 0), "regions": (5, 1), "attention": (3, 1)}
+#: poolings that read the tumour and tissue masks (carried on the latent as REGION_CHANNELS)
+_MASKED_POOLINGS = ("regions", "attention")
 #: region pooling's masks ride on the latent as these many trailing channels (tissue and tumour fractions)
 REGION_CHANNELS = 2
 
@@ -84,6 +87,25 @@ def _region_mean(features: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     return (features * weights).flatten(2).sum(-1) / weights.flatten(2).sum(-1).clamp(min=1.0)
 
 
+def _tumour_regions(
+    fractions: torch.Tensor, grid: list[int], rim: int, far: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Boolean (B, *grid) tumour, rim and far-liver cells, and the log tumour size (B, 1); see :func:`region_means`."""
+    size = torch.log1p(fractions[:, 1].flatten(1).sum(dim=1, keepdim=True))
+    cells = F.interpolate(fractions, size=grid, mode="area")
+    tissue, tumour_share = cells[:, 0] > 0.5, cells[:, 1]
+    tumour = tumour_share > 0.5
+    per_case: list[int] = [-1]
+    for _ in range(tumour.dim() - 1):
+        per_case.append(1)
+    peak = tumour_share.flatten(1).amax(dim=1).view(per_case)
+    found = tumour.flatten(1).any(dim=1).view(per_case)
+    tumour = torch.where(found, tumour, (tumour_share >= peak) & (peak > 0))
+    rim_region = _dilate(tumour, rim) & tissue & ~tumour
+    far_region = tissue & ~_dilate(tumour, far)
+    return tumour, rim_region, far_region, size
+
+
 def region_means(features: torch.Tensor, fractions: torch.Tensor, rim: int = 1, far: int = 3) -> torch.Tensor:
     """
     Feature means over the tumour, the liver rim around it and the far liver, their contrasts, and the tumour size.
@@ -102,20 +124,39 @@ def region_means(features: torch.Tensor, fractions: torch.Tensor, rim: int = 1, 
     Returns:
         (B, 5 * C + 1): [tumour, rim, far, rim - far, tumour - far] means, then log(1 + tumour cells of ``fractions``).
     """
-    size = torch.log1p(fractions[:, 1].flatten(1).sum(dim=1, keepdim=True))
-    cells = F.interpolate(fractions, size=list(features.shape[2:]), mode="area")
-    tissue, tumour_share = cells[:, 0] > 0.5, cells[:, 1]
-    tumour = tumour_share > 0.5
-    per_case: list[int] = [-1]
-    for _ in range(tumour.dim() - 1):
-        per_case.append(1)
-    peak = tumour_share.flatten(1).amax(dim=1).view(per_case)
-    found = tumour.flatten(1).any(dim=1).view(per_case)
-    tumour = torch.where(found, tumour, (tumour_share >= peak) & (peak > 0))
-    rim_region = _dilate(tumour, rim) & tissue & ~tumour
-    far_region = tissue & ~_dilate(tumour, far)
+    tumour, rim_region, far_region, size = _tumour_regions(fractions, list(features.shape[2:]), rim, far)
     inside, near, away = _region_mean(features, tumour), _region_mean(features, rim_region), _region_mean(features, far_region)
     return torch.cat([inside, near, away, near - away, inside - away, size], dim=1)
+
+
+def attention_means(
+    attended: torch.Tensor, gate: torch.Tensor | None, fractions: torch.Tensor, rim: int = 1, far: int = 3
+) -> torch.Tensor:
+    """
+    The attention-weighted feature mean over the whole grid, the far liver's mean, their contrast, and the tumour size.
+
+    Only the gate decides which cells the first vector reads: for the head to see the tumour or its rim apart from
+    the rest, the spatial attention has to put its mass there.
+
+    Args:
+        attended: gated features ``x * gate`` of shape (B, C, *spatial), as a Dual Attention Block returns them.
+        gate: that block's spatial gate (B, 1, *spatial) in [0, 1]; None (spatial attention off) weighs every cell
+            alike.
+        fractions: tissue and tumour fractions, as for :func:`region_means`.
+        rim: cells of the rim (only to match :func:`region_means`' regions; the rim is not read here).
+        far: cells from the tumour where the far liver begins.
+
+    Returns:
+        (B, 3 * C + 1): [sum(gate * x) / sum(gate), far mean of ``attended``, their difference], then log(1 +
+        tumour cells of ``fractions``).
+    """
+    _, _, far_region, size = _tumour_regions(fractions, list(attended.shape[2:]), rim, far)
+    if gate is None:
+        weighted = attended.flatten(2).mean(dim=-1)
+    else:
+        weighted = attended.flatten(2).sum(dim=-1) / gate.flatten(2).sum(dim=-1).clamp(min=1e-6)
+    away = _region_mean(attended, far_region)
+    return torch.cat([weighted, away, weighted - away, size], dim=1)
 
 
 class FrozenLatentEncoder(nn.Module):
@@ -173,13 +214,16 @@ class PattenNet(nn.Module):
         strides: stride of each stage's convolution (int or one per stage); 2 halves the grid, so that
             later stages see more of the tumour and its rim.
         pooling: how the last stage's map becomes one vector: ``"avg"`` (global mean), ``"avgmax"``
-            (global mean and maximum concatenated, so that a small, strong response is not averaged away)
-            or ``"regions"``: means over the tumour, the liver rim around it and the liver beyond it, the
+            (global mean and maximum concatenated, so that a small, strong response is not averaged away),
+            ``"regions"``: means over the tumour, the liver rim around it and the liver beyond it, the
             rim-minus-far and tumour-minus-far contrasts, and the log tumour size (see
             :func:`region_fractions`), so that the halo's contrast is not averaged into the rest (the default;
-            the NeoCls docs compare it with ``"avg"`` on held-out patients).
+            the NeoCls docs compare it with ``"avg"`` on held-out patients), or ``"attention"``: the mean
+            weighted by the last block's spatial gate, the far liver's mean, their contrast and the log tumour
+            size (:func:`attention_means`), so that what the head reads of the tumour passes through the gate.
         region_rim: with ``"regions"``, voxels of the last stage's grid around the tumour read as its rim.
-        region_far: with ``"regions"``, voxels of the last stage's grid from the tumour where the far liver begins.
+        region_far: with ``"regions"`` or ``"attention"``, voxels of the last stage's grid from the tumour where
+            the far liver begins.
         reduction: reduction ratio of the channel-attention MLP.
         kernel_size: kernel size of the spatial-attention convolution.
         use_channel_attention: enable channel attention in every block (ablation switch).
@@ -269,7 +313,8 @@ class PattenNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.pooling = pooling
         self.region_rim, self.region_far = region_rim, region_far
-        self.region_channels = REGION_CHANNELS  # an attribute: TorchScript reads no module globals
+        self.region_channels = REGION_CHANNELS  # attributes: TorchScript reads no module globals
+        self.masked_pooling = pooling in _MASKED_POOLINGS
         vectors, scalars = _POOLINGS[pooling]
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels * vectors + scalars, out_channels))
 
@@ -293,7 +338,7 @@ class PattenNet(nn.Module):
         # Folding channels into the batch shares the encoder weights across channels in a single pass.
         z = self.latent_encoder(x.flatten(0, 1).unsqueeze(1))
         z = z.unflatten(0, [x.shape[0], -1]).flatten(1, 2)
-        if self.pooling == "regions":
+        if self.masked_pooling:
             z = torch.cat([z, region_fractions(x, list(z.shape[2:])).to(z.dtype)], dim=1)
         return z
 
@@ -321,15 +366,18 @@ class PattenNet(nn.Module):
             logits and attention maps, as :meth:`forward_with_attention`.
         """
         fractions: torch.Tensor | None = None
-        if self.pooling == "regions":
+        if self.masked_pooling:
             z, fractions = z[:, : -self.region_channels], z[:, -self.region_channels :]
         h = z
         maps: list[torch.Tensor] = []
+        gate: torch.Tensor | None = None
         for stage in self.stages:
             h, gate = stage.attention.forward_with_attention(stage.conv(h))
             if gate is not None:
                 maps.append(gate)
-        if fractions is not None:
+        if fractions is not None and self.pooling == "attention":
+            pooled = attention_means(h, gate, fractions, self.region_rim, self.region_far)
+        elif fractions is not None:
             pooled = region_means(h, fractions, self.region_rim, self.region_far)
         elif self.pooling == "avgmax":
             pooled = torch.cat([h.flatten(2).mean(dim=-1), h.flatten(2).amax(dim=-1)], dim=1)
