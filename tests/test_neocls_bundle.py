@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,6 +82,7 @@ def test_pattennet_uses_the_autoencoder_neogen_trains():
     (0.5, "avg", {"latent_mu", "latent_sigma", "label", "case_id"}),
     (0.0, "avg", {"latent_mu", "label", "case_id"}),
     (0.0, "regions", {"latent_mu", "latent_regions", "label", "case_id"}),
+    (0.0, "attention", {"latent_mu", "latent_regions", "label", "case_id"}),
 ])
 def test_latent_inputs_keep_sigma_and_regions_only_when_needed(posterior_sampling_prob, pooling, keys):
     """Sigma is loaded (and kept) only when a draw needs it, the region fractions only for region
@@ -88,7 +91,7 @@ def test_latent_inputs_keep_sigma_and_regions_only_when_needed(posterior_samplin
                            "--network_def#pooling", pooling, "--autoencoder_path", "None")
     load, _, select = parser.get_parsed_content("latent_inputs#load")
     assert load.with_sigma == (posterior_sampling_prob > 0)
-    assert load.with_regions == parser.get_parsed_content("latent_cache").require_regions == (pooling == "regions")
+    assert load.with_regions == parser.get_parsed_content("latent_cache").require_regions == (pooling != "avg")
     item = {k: 0 for k in keys | {"latent", "pni"}}
     assert set(select(item)) == keys
     with pytest.raises(KeyError, match="case_id"):
@@ -202,18 +205,44 @@ def test_each_baseline_trains(override, autoencoder, tmp_path):
     saved_weights_fit_the_config(tmp_path, autoencoder, configs=[override])
 
 
-def test_region_pooling_trains_on_cached_latents_and_evaluates_from_patches(autoencoder, tmp_path):
-    extra = ("--network_def#pooling", "regions", "--network_def#strides", "[1,2]")
+@pytest.mark.parametrize("pooling, vectors", [("regions", 5), ("attention", 3)])
+def test_masked_pooling_trains_on_cached_latents_and_evaluates_from_patches(pooling, vectors, autoencoder, tmp_path):
+    extra = ("--network_def#pooling", pooling, "--network_def#strides", "[1,2]")
     train(tmp_path, autoencoder, *extra)
     saved_weights_fit_the_config(tmp_path, autoencoder, *extra)
     saved = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
-    assert saved["head.1.weight"].shape[1] == 5 * json.loads(TINY.read_text())["network_def#features"] + 1
+    assert saved["head.1.weight"].shape[1] == vectors * json.loads(TINY.read_text())["network_def#features"] + 1
     entries = list((tmp_path / "run" / "latent_cache").rglob("*.pt"))
     assert entries and all("regions" in torch.load(e, weights_only=True) for e in entries)
     # evaluation reads the raw patches: the whole PattenNet finds the fractions itself
     bundle_run(["train.json", TINY, "evaluate.json"], "--autoencoder_path", str(autoencoder), *extra,
                "--output_dir", str(tmp_path / "eval"), "--checkpoint", str(tmp_path / "models" / "model.pt"))
     assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def attention_share_run(checkpoint: Path, out: Path, *extra: str) -> dict:
+    subprocess.run([sys.executable, str(CONFIGS.parent / "scripts" / "attention_share.py"), "--patches",
+                    str(BUNDLE / "sample_data" / "patches.json"), "--checkpoint", str(checkpoint), "--out", str(out),
+                    "--config_file", str(CONFIGS / "inference.json"), str(TINY), "--", *extra], check=True, cwd=REPO)
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_attention_share_script_scores_where_the_gates_look(autoencoder, tmp_path):
+    extra = ("--network_def#pooling", "attention", "--network_def#strides", "[1,2]")
+    train(tmp_path, autoencoder, *extra)
+    summary = attention_share_run(tmp_path / "models" / "model.pt", tmp_path / "trained", *extra)
+    rows = list(csv.DictReader((tmp_path / "trained" / "attention_share.csv").open()))
+    assert summary["patches"] == len(rows) == 7  # the sample's patches with a tumour
+    region = summary["tumour_rim_share_mean"]
+    assert 0 < region < 1 and summary["attention_over_region_share"] != pytest.approx(1.0, abs=1e-3)
+    # a last gate that is the same everywhere puts exactly the region's share of its mass there
+    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    last = max(int(k.split(".")[1]) for k in state if k.startswith("stages."))
+    state[f"stages.{last}.attention.spatial_attention.conv.weight"].zero_()
+    torch.save(state, tmp_path / "even_gate.pt")
+    even = attention_share_run(tmp_path / "even_gate.pt", tmp_path / "even", *extra)
+    assert even["last_gate_over_region_share"] == pytest.approx(1.0, abs=1e-6)
+    assert even["tumour_rim_share_mean"] == pytest.approx(region)
 
 
 def test_training_resumes(autoencoder, tmp_path):

@@ -118,7 +118,7 @@ def sign_regression(parser: ConfigParser, cache, train: list[dict], test: list[d
     mean, std = x_train.mean(0), x_train.std(0) + 1e-8
     targets = torch.as_tensor((x_train - mean) / std, dtype=torch.float32)
     network = parser.get_parsed_content("network_def")
-    regions = network.pooling == "regions"
+    regions = network.masked_pooling
     z_train, z_test = view_latents(cache, train, views, regions), view_latents(cache, test, 1, regions)[:, 0]
     head = PattenNetFromLatents(network)
     optimizer = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], learning_rate, weight_decay=1e-2)
