@@ -243,6 +243,9 @@ def test_attention_share_script_scores_where_the_gates_look(autoencoder, tmp_pat
     even = attention_share_run(tmp_path / "even_gate.pt", tmp_path / "even", *extra)
     assert even["last_gate_over_region_share"] == pytest.approx(1.0, abs=1e-6)
     assert even["tumour_rim_share_mean"] == pytest.approx(region)
+    gate = torch.sigmoid(state[f"stages.{last}.attention.spatial_attention.conv.bias"]).item()
+    for where in ("tumour", "liver_beyond_rim", "outside_liver"):
+        assert even[f"last_gate_{where}_mean"] == pytest.approx(gate, abs=1e-5)
 
 
 def test_training_resumes(autoencoder, tmp_path):

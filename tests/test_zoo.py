@@ -15,7 +15,7 @@ import torch
 
 from bundle_runs import REPO
 from neonet_ext import zoo
-from neonet_ext.utils.bundle import check_versions
+from neonet_ext.utils.bundle import check_versions, parse_overrides
 
 BUNDLES = REPO / "bundles"
 NAMES = ["neocls", "neogen", "neoseg"]
@@ -100,6 +100,15 @@ def test_check_versions_reports_other_releases_and_missing_packages(tmp_path):
     assert f"monai {installed_monai} is installed (tested with 1.3.0)" in messages[0]
     assert messages[0].startswith("NeoSeg ")
     assert "no-such-package-xyz is not installed (tested with 1.0)" in messages[1]
+
+
+def test_parse_overrides_reads_values_as_the_bundle_command_line_does():
+    parsed = parse_overrides(["--", "--network_def#strides", "[1,2]", "--pooling", "attention", "--lr", "3e-4"])
+    assert parsed == {"network_def#strides": [1, 2], "pooling": "attention", "lr": 3e-4}
+    with pytest.raises(ValueError, match="'--id value' pairs"):
+        parse_overrides(["--pooling"])
+    with pytest.raises(ValueError, match="'--id value' pairs"):
+        parse_overrides(["pooling", "attention"])
 
 
 def test_a_run_on_another_monai_version_warns_at_the_start(tmp_path):

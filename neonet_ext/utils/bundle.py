@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "parse_overrides",
     "BundleStage",
     "bundle_root",
     "bundle_run_command",
@@ -95,6 +96,27 @@ def check_versions(bundle_root: str | os.PathLike) -> list[str]:
     for message in messages:
         warnings.warn(message, stacklevel=2)
     return messages
+
+
+def parse_overrides(arguments: Sequence[str]) -> dict[str, Any]:
+    """``monai.bundle run``-style ``--id value`` pairs (a lone ``--`` ignored) as ``{id: value}``, each value read as
+    a Python literal where it is one (``"[1,2]"`` -> ``[1, 2]``), else kept as the string.
+
+    Raises:
+        ValueError: the arguments do not come as ``--id value`` pairs.
+    """
+    import ast
+
+    pairs = [a for a in arguments if a != "--"]
+    if len(pairs) % 2 or not all(key.startswith("--") for key in pairs[::2]):
+        raise ValueError(f"extra arguments must be '--id value' pairs of the bundle's config, got {list(arguments)}")
+    overrides: dict[str, Any] = {}
+    for key, value in zip(pairs[::2], pairs[1::2]):
+        try:
+            overrides[key[2:]] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key[2:]] = value
+    return overrides
 
 
 def bundle_run_command(config_files: Sequence[str | os.PathLike], *overrides: str,

@@ -8,8 +8,9 @@
 For every patch with a tumour: the PNI probability, and the share of the attention map's mass within the tumour and
 a 10 mm rim (``neonet_ext.metrics.attention_share``) for the map the chain's report shows (the blocks' spatial gates
 averaged, :class:`neonet_ext.engines.PNIPredictor`) and for the last block's gate alone, next to the share of the
-patch that region takes (what an even map scores). The tumour mask is the patch's tumour channel (TLCR zeroes it
-outside the tumour), the spacing the patch file's.
+patch that region takes (what an even map scores); and the last gate's mean value in the tumour, in the liver
+beyond the rim and outside the liver beyond the rim (where TLCR's patch is zero). The tumour and liver masks are the
+patch's channels (TLCR zeroes them outside the tumour and outside liver + tumour), the spacing the patch file's.
 
 Writes ``OUT/attention_share.csv`` (a row per patch) and ``OUT/summary.json`` (ROC AUC and the mean shares, with
 their ratios to the region's share), and prints the summary; extra arguments after ``--`` override
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.ndimage import distance_transform_edt
 
 from monai.bundle import ConfigParser
 from monai.transforms import LoadImage
@@ -35,23 +37,11 @@ from neonet_ext.engines import PNIPredictor
 from neonet_ext.metrics import attention_share
 from neonet_ext.networks.nets.pattennet import upsample_attention_map
 from neonet_ext.roc import roc_auc
+from neonet_ext.utils.bundle import parse_overrides
 from neonet_ext.utils.io import atomic_write
 from neonet_ext.utils.tables import write_csv
 
 BUNDLE = Path(__file__).resolve().parents[1]
-
-
-def parse_overrides(extra: list[str]) -> dict[str, str]:
-    """``["--a#b", "1", "--c", "x"]`` -> ``{"a#b": "1", "c": "x"}`` (values parsed as JSON where they are)."""
-    if len(extra) % 2 or any(not key.startswith("--") for key in extra[::2]):
-        raise SystemExit(f"overrides must come as --key value pairs, got {extra}")
-    overrides = {}
-    for key, value in zip(extra[::2], extra[1::2]):
-        try:
-            overrides[key[2:]] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key[2:]] = value
-    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,10 +53,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="inference.json and any override files layered on it (those the checkpoint trained with)")
     parser.add_argument("--rim_mm", type=float, default=10.0)
     args, extra = parser.parse_known_args(argv)
+    try:
+        overrides = parse_overrides(extra)
+    except ValueError as e:
+        parser.error(str(e))
     config = ConfigParser()
     config.read_config(args.config_file)
     config.update({"checkpoint": args.checkpoint, "device": "$torch.device('cpu')",
-                   **parse_overrides([a for a in extra if a != "--"])})
+                   **overrides})
     network = config.get_parsed_content("network").eval()
     predictor = PNIPredictor(network, attention="spatial")
     items = patches_with_tumour(load_patch_datalist(args.patches, required_keys=["patch", "pni"]))
@@ -81,20 +75,26 @@ def main(argv: list[str] | None = None) -> int:
         x = patch.as_tensor().float().unsqueeze(0)
         with torch.no_grad():
             last = upsample_attention_map(network.attention_maps(x, upsample=False)[-1], x.shape[2:])[0, 0]
-        tumour = patch[-1].numpy() != 0
+        tumour, tissue = patch[-1].numpy() != 0, patch[0].numpy() != 0
         shown_share, region_share = attention_share(shown[0].numpy(), tumour, spacing, args.rim_mm)
         last_share, _ = attention_share(last.numpy(), tumour, spacing, args.rim_mm)
+        beyond_rim = distance_transform_edt(~tumour, sampling=spacing) > args.rim_mm
+        gate = last.numpy()
         rows.append({"case_id": item.get("case_id", Path(item["patch"]).stem), "pni": int(item["pni"]),
                      "pni_probability": probability, "attention_in_tumour_rim": shown_share,
-                     "last_gate_in_tumour_rim": last_share, "tumour_rim_share": region_share})
+                     "last_gate_in_tumour_rim": last_share, "tumour_rim_share": region_share,
+                     "last_gate_tumour": float(gate[tumour].mean()),
+                     "last_gate_liver_beyond_rim": float(gate[tissue & beyond_rim].mean()),
+                     "last_gate_outside_liver": float(gate[~tissue & beyond_rim].mean())})
         if i % max(1, len(items) // 10) == 0 or i == len(items):
             print(f"  {i}/{len(items)} patches", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "attention_share.csv", list(rows[0]), rows)
     mean = {key: float(np.mean([r[key] for r in rows])) for key in
-            ("attention_in_tumour_rim", "last_gate_in_tumour_rim", "tumour_rim_share")}
-    summary = {"patches": len(rows), "checkpoint": args.checkpoint, "overrides": extra,
+            ("attention_in_tumour_rim", "last_gate_in_tumour_rim", "tumour_rim_share", "last_gate_tumour",
+             "last_gate_liver_beyond_rim", "last_gate_outside_liver")}
+    summary = {"patches": len(rows), "checkpoint": args.checkpoint, "overrides": overrides,
                "roc_auc": roc_auc(np.array([r["pni"] for r in rows]), np.array([r["pni_probability"] for r in rows])),
                **{f"{key}_mean": value for key, value in mean.items()},
                "attention_over_region_share": mean["attention_in_tumour_rim"] / mean["tumour_rim_share"],

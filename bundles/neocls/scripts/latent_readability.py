@@ -33,8 +33,6 @@ Extra ``--id value`` pairs set ids of the NeoCls config (e.g. ``--autoencoder_pa
 from __future__ import annotations
 
 import argparse
-import ast
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -53,6 +51,7 @@ from neonet_ext.networks import PattenNetFromLatents, region_means
 from neonet_ext.roc import roc_auc
 from neonet_ext.study.patch_grid import FEATURE_SIGNS, patch_features
 from neonet_ext.transforms import LoadLatentd
+from neonet_ext.utils.bundle import parse_overrides
 from neonet_ext.utils.io import atomic_write
 from neonet_ext.utils.tables import write_csv
 from training_size import DEFAULT_HELDOUT_SEED, cohort_patches, heldout_suffix  # this folder is on sys.path when the script runs
@@ -211,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--far", type=int, default=3, help="latent voxels from the tumour where the far liver starts")
     parser.add_argument("--C", type=float, default=0.01, help="inverse regularisation of the region logistic regression")
     args, extra = parser.parse_known_args(argv)
-    extra = [a for a in extra if a != "--"]
-    if len(extra) % 2 or not all(k.startswith("--") for k in extra[::2]):
-        parser.error(f"extra arguments must be '--id value' pairs of the NeoCls config, got {extra}")
+    try:
+        overrides = parse_overrides(extra)
+    except ValueError as e:
+        parser.error(str(e))
 
     out = Path(args.out)
     train_file, train_signs = cohort_patches(out / "train", args.train_cases, 0)
@@ -228,10 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs |= {"network_def#features": args.features, "network_def#num_blocks": len(args.features)}
     if args.strides:
         pairs["network_def#strides"] = args.strides
-    for key, value in zip(extra[::2], extra[1::2]):
-        with contextlib.suppress(ValueError, SyntaxError):  # read as monai.bundle's command line reads values
-            value = ast.literal_eval(value)
-        pairs[key[2:]] = value
+    pairs |= overrides
     pairs["latent_cache#require_regions"] = True  # the region reader reads each entry's fractions
     config = neocls_config(args.override, out / "readability", pairs)
     cache = config.get_parsed_content("latent_cache")
