@@ -30,6 +30,7 @@ __all__ = [
     "PNIPredictor",
     "PNIPredictord",
     "SaveCaseReportd",
+    "average_attention_maps",
     "gradcam_target_layer",
     "tumour_volume_ml",
 ]
@@ -107,6 +108,13 @@ def gradcam_target_layer(network: nn.Module, example: torch.Tensor) -> str:
     return order[-1]
 
 
+def average_attention_maps(maps: Sequence[torch.Tensor], spatial_size: Sequence[int]) -> torch.Tensor:
+    """The map :class:`PNIPredictor` shows: a batch of one's spatial gates (each (1, 1, x, y, z), on its block's
+    grid) resized to the patch's ``spatial_size`` and averaged, as (1, X, Y, Z) float32."""
+    # blocks after a strided stage sit on coarser grids: bring each to the patch before averaging
+    return torch.stack([upsample_attention_map(m, spatial_size) for m in maps]).mean(0)[0].float()
+
+
 class PNIPredictor:
     """PNI probability and attention map of one TLCR patch.
 
@@ -159,8 +167,7 @@ class PNIPredictor:
         if self.attention == "spatial":
             with torch.no_grad():
                 maps = self.network.attention_maps(x, upsample=False)
-            # blocks after a strided stage sit on coarser grids: bring each to the patch before averaging
-            return torch.stack([upsample_attention_map(m, x.shape[2:]) for m in maps]).mean(0)[0].float()
+            return average_attention_maps(maps, x.shape[2:])
         if self.attention == "gradcam":
             if self._gradcam is None:
                 layer = self.target_layer or gradcam_target_layer(self.network, x)

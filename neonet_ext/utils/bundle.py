@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "parse_overrides",
     "BundleStage",
     "bundle_root",
     "bundle_run_command",
     "bundle_version",
     "check_versions",
+    "parse_overrides",
 ]
 
 _REPO_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"

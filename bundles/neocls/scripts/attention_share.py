@@ -7,7 +7,7 @@
 
 For every patch with a tumour: the PNI probability, and the share of the attention map's mass within the tumour and
 a 10 mm rim (``neonet_ext.metrics.attention_share``) for the map the chain's report shows (the blocks' spatial gates
-averaged, :class:`neonet_ext.engines.PNIPredictor`) and for the last block's gate alone, next to the share of the
+averaged, as :class:`neonet_ext.engines.PNIPredictor` shows it) and for the last block's gate alone, next to the share of the
 patch that region takes (what an even map scores); and the last gate's mean value in the tumour, in the liver
 beyond the rim and outside the liver beyond the rim (where TLCR's patch is zero). The tumour and liver masks are the
 patch's channels (TLCR zeroes them outside the tumour and outside liver + tumour), the spacing the patch file's.
@@ -33,7 +33,7 @@ from monai.bundle import ConfigParser
 from monai.transforms import LoadImage
 
 from neonet_ext.data import load_patch_datalist, patches_with_tumour
-from neonet_ext.engines import PNIPredictor
+from neonet_ext.engines.pni import average_attention_maps
 from neonet_ext.metrics import attention_share
 from neonet_ext.networks.nets.pattennet import upsample_attention_map
 from neonet_ext.roc import roc_auc
@@ -62,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     config.update({"checkpoint": args.checkpoint, "device": "$torch.device('cpu')",
                    **overrides})
     network = config.get_parsed_content("network").eval()
-    predictor = PNIPredictor(network, attention="spatial")
     items = patches_with_tumour(load_patch_datalist(args.patches, required_keys=["patch", "pni"]))
     if not items:
         raise SystemExit(f"{args.patches}: no patch with a tumour to score")
@@ -71,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     for i, item in enumerate(items, 1):
         patch = load(item["patch"])
         spacing = patch.pixdim.tolist()
-        probability, shown = predictor(patch.as_tensor())
         x = patch.as_tensor().float().unsqueeze(0)
-        with torch.no_grad():
-            last = upsample_attention_map(network.attention_maps(x, upsample=False)[-1], x.shape[2:])[0, 0]
+        with torch.no_grad():  # one pass gives the probability and every block's gate
+            logits, maps = network.forward_with_attention(x)
+        probability = float(torch.softmax(logits.float(), dim=1)[0, 1])
+        shown = average_attention_maps(maps, x.shape[2:])
+        last = upsample_attention_map(maps[-1], x.shape[2:])[0, 0]
         tumour, tissue = patch[-1].numpy() != 0, patch[0].numpy() != 0
         shown_share, region_share = attention_share(shown[0].numpy(), tumour, spacing, args.rim_mm)
         last_share, _ = attention_share(last.numpy(), tumour, spacing, args.rim_mm)
